@@ -1,0 +1,503 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * @module policy/engine
+ *
+ * PolicyEngine: the pure policy pipeline of one node. It holds the Repository, the identities
+ * (endpoints, reserved, CIDR and FQDN), the userspace ipcache, the SelectorCache, one
+ * SelectorPolicy per subject identity and one MapState per endpoint. Every mutation returns
+ * the MapChanges it causes for each endpoint whose policy has been computed, so the agent
+ * programs differences, never everything again.
+ *
+ * Ordering (as in Cilium's resolve.go): identities are synchronised into the SelectorCache
+ * before policies are resolved, so selectors created while resolving already see them; a
+ * SelectorPolicy is resolved before its MapState is built from the cached selections.
+ */
+import type { Rule } from '../api/types.ts';
+import { IdentityAllocator, type Identity } from '../identity/allocator.ts';
+import { endpointIdentityLabels, NAMESPACE_LABEL } from '../identity/endpoint-labels.ts';
+import { IpCache } from '../identity/ipcache.ts';
+import { ID_HOST, RESERVED_IDENTITIES } from '../identity/reserved.ts';
+import { formatPrefix, parseIp, parsePrefix } from '../labels/cidr.ts';
+import { LabelSet, type Label } from '../labels/labels.ts';
+import { selectorMatches } from '../labels/selector.ts';
+import { fqdnSelectorKey, fqdnSelectorMatches } from '../l7/dns.ts';
+import { EndpointMapBuilder, MapState, type NamedPortResolver } from './map-state.ts';
+import { Repository } from './repository.ts';
+import { resolvePolicy, type SelectorPolicy } from './resolve.ts';
+import { SelectorCache } from './selector-cache.ts';
+import { entriesEqual, keyString, PROTO_SCTP, PROTO_TCP, PROTO_UDP, type MapChanges } from './types.ts';
+
+export interface NamedPort {
+  port: number;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+}
+
+/** An endpoint as the engine needs it (standalone endpoints file or a Kubernetes pod). */
+export interface EndpointSpec {
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  ips: string[];
+  namedPorts?: Record<string, NamedPort>;
+  serviceAccount?: string;
+  audit?: boolean;
+}
+
+export interface EngineEndpoint {
+  /** `namespace/name` */
+  ref: string;
+  spec: EndpointSpec;
+  identity: Identity;
+}
+
+/** What one mutation changed. */
+export interface EngineChanges {
+  /** endpoint ref → map changes (only endpoints whose policy has been computed) */
+  byEndpoint: Map<string, MapChanges>;
+  /** endpoint ref → why its policy could not be recomputed (it keeps the previous one) */
+  errors: Map<string, Error>;
+  identitiesAdded: Identity[];
+  identitiesRemoved: number[];
+}
+
+/** The computed policy of one endpoint. */
+export interface EndpointPolicyView {
+  endpoint: EngineEndpoint;
+  selectorPolicy: SelectorPolicy;
+  mapState: MapState;
+}
+
+const PROTO_NUM: Record<string, number> = { TCP: PROTO_TCP, UDP: PROTO_UDP, SCTP: PROTO_SCTP };
+
+function emptyChanges(): EngineChanges {
+  return { byEndpoint: new Map(), errors: new Map(), identitiesAdded: [], identitiesRemoved: [] };
+}
+
+interface Built {
+  builder: EndpointMapBuilder;
+  /** refs of endpoints sharing this builder */
+  endpoints: Set<string>;
+}
+
+export class PolicyEngine {
+  readonly repository = new Repository();
+  readonly allocator = new IdentityAllocator();
+  readonly selectorCache = new SelectorCache();
+  readonly ipcache = new IpCache();
+  readonly #endpoints = new Map<string, EngineEndpoint>();
+  readonly #namespaces = new Map<string, Record<string, string>>();
+  readonly #hostIps: string[];
+  /** identity → SelectorPolicy (or the error that prevented computing it) */
+  readonly #selectorPolicies = new Map<number, SelectorPolicy>();
+  /** builder key → builder */
+  readonly #builders = new Map<string, Built>();
+  /** endpoint ref → builder key */
+  readonly #endpointBuilder = new Map<string, string>();
+  /** learned DNS names → IPs (node-global, reference §5.4) */
+  readonly #fqdn = new Map<string, Set<string>>();
+  /** identities currently in the selector cache */
+  readonly #live = new Set<number>();
+
+  /**
+   * @param options.hostIps addresses of the node itself (identity host), e.g. the pods' gateway
+   */
+  constructor(options: { hostIps?: string[] } = {}) {
+    this.#hostIps = options.hostIps ?? [];
+    const reserved = RESERVED_IDENTITIES.map((r) => this.allocator.get(r.id)!);
+    this.selectorCache.updateIdentities(reserved, []);
+    for (const r of reserved) this.#live.add(r.id);
+    this.#rebuildIpCache();
+  }
+
+  // ---- inputs -------------------------------------------------------------------------
+
+  /** Sets namespace labels; endpoints in changed namespaces get new identities. */
+  setNamespaces(list: Array<{ name: string; labels: Record<string, string> }>): EngineChanges {
+    this.#namespaces.clear();
+    for (const ns of list) this.#namespaces.set(ns.name, ns.labels);
+    const changes = emptyChanges();
+    for (const ep of [...this.#endpoints.values()]) this.#putEndpoint(ep.spec, changes, false);
+    this.#sync(changes, new Set());
+    return changes;
+  }
+
+  upsertEndpoint(spec: EndpointSpec): EngineChanges {
+    const changes = emptyChanges();
+    this.#putEndpoint(spec, changes, true);
+    this.#sync(changes, new Set());
+    return changes;
+  }
+
+  removeEndpoint(ref: string): EngineChanges {
+    const changes = emptyChanges();
+    const ep = this.#endpoints.get(ref);
+    if (ep) {
+      this.#endpoints.delete(ref);
+      this.#detachBuilder(ref);
+      if (ep.spec.namedPorts) this.#invalidateNamedPortUsers();
+    }
+    this.#sync(changes, new Set());
+    return changes;
+  }
+
+  /**
+   * Replaces every rule of one policy object (empty = delete it).
+   * Subjects of the old and new rules get their policy recomputed.
+   */
+  replacePolicyObject(ref: string, rules: Rule[]): EngineChanges {
+    const changes = emptyChanges();
+    const old = this.repository.replaceObject(ref, rules);
+    const affected = new Set<number>();
+    for (const id of this.#live) {
+      const identity = this.allocator.get(id);
+      if (!identity) continue;
+      for (const r of [...old, ...rules]) {
+        if (this.#subjectSelects(r, identity)) {
+          affected.add(id);
+          break;
+        }
+      }
+    }
+    this.#sync(changes, affected);
+    return changes;
+  }
+
+  /**
+   * Records IPs from an allowed DNS answer for a name (reference §5.4): they get FQDN
+   * identities for every toFQDNs selector matching the name.
+   */
+  learnFqdn(name: string, ips: string[]): EngineChanges {
+    const key = name.toLowerCase().replace(/\.?$/, '.');
+    let set = this.#fqdn.get(key);
+    if (!set) this.#fqdn.set(key, (set = new Set()));
+    for (const ip of ips) set.add(ip);
+    const changes = emptyChanges();
+    this.#sync(changes, new Set());
+    return changes;
+  }
+
+  /** Forgets a learned name (or some of its IPs). */
+  forgetFqdn(name: string, ips?: string[]): EngineChanges {
+    const key = name.toLowerCase().replace(/\.?$/, '.');
+    const set = this.#fqdn.get(key);
+    if (set) {
+      if (ips) for (const ip of ips) set.delete(ip);
+      if (!ips || set.size === 0) this.#fqdn.delete(key);
+    }
+    const changes = emptyChanges();
+    this.#sync(changes, new Set());
+    return changes;
+  }
+
+  // ---- queries ------------------------------------------------------------------------
+
+  endpoint(ref: string): EngineEndpoint | undefined {
+    return this.#endpoints.get(ref);
+  }
+
+  endpoints(): EngineEndpoint[] {
+    return [...this.#endpoints.values()];
+  }
+
+  /** The endpoint owning an IP, if any. */
+  endpointByIp(ip: string): EngineEndpoint | undefined {
+    const norm = parseIp(ip);
+    if (!norm) return undefined;
+    for (const ep of this.#endpoints.values()) {
+      for (const a of ep.spec.ips) {
+        const p = parseIp(a);
+        if (p && p.family === norm.family && p.addr === norm.addr) return ep;
+      }
+    }
+    return undefined;
+  }
+
+  isHostIp(ip: string): boolean {
+    const norm = parseIp(ip);
+    return !!norm && this.#hostIps.some((h) => {
+      const p = parseIp(h);
+      return p !== null && p.family === norm.family && p.addr === norm.addr;
+    });
+  }
+
+  /** Identity of an address as the datapath resolves it. */
+  identityOfIp(ip: string): number {
+    return this.ipcache.lookup(ip);
+  }
+
+  /**
+   * Computes (or returns) an endpoint's policy.
+   * @throws PolicyMergeError when its policy cannot be computed
+   */
+  endpointPolicy(ref: string): EndpointPolicyView {
+    const ep = this.#endpoints.get(ref);
+    if (!ep) throw new Error(`unknown endpoint ${ref}`);
+    let key = this.#endpointBuilder.get(ref);
+    if (!key) {
+      const sp = this.#selectorPolicy(ep.identity);
+      key = this.#builderKey(ep, sp);
+      let built = this.#builders.get(key);
+      if (!built) {
+        const builder = new EndpointMapBuilder(sp, this.#portResolver(ep));
+        builder.build();
+        built = { builder, endpoints: new Set() };
+        this.#builders.set(key, built);
+      }
+      built.endpoints.add(ref);
+      this.#endpointBuilder.set(ref, key);
+    }
+    const b = this.#builders.get(key)!.builder;
+    return { endpoint: ep, selectorPolicy: b.policy, mapState: b.state };
+  }
+
+  /** Computes every endpoint's policy; returns errors per endpoint. */
+  computeAll(): Map<string, Error> {
+    const errors = new Map<string, Error>();
+    for (const ref of this.#endpoints.keys()) {
+      try {
+        this.endpointPolicy(ref);
+      } catch (e) {
+        errors.set(ref, e as Error);
+      }
+    }
+    return errors;
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  #subjectSelects(rule: Rule, identity: Identity): boolean {
+    const ns = identity.labels.get('k8s', NAMESPACE_LABEL);
+    if (rule.namespace !== undefined && rule.namespace !== ns) return false;
+    return selectorMatches(rule.subject, identity.labels);
+  }
+
+  #selectorPolicy(identity: Identity): SelectorPolicy {
+    let sp = this.#selectorPolicies.get(identity.id);
+    if (!sp) {
+      sp = resolvePolicy(identity, this.repository.rulesSelecting(identity.labels), this.selectorCache, this.repository.revision);
+      this.#selectorPolicies.set(identity.id, sp);
+    }
+    return sp;
+  }
+
+  #builderKey(ep: EngineEndpoint, sp: SelectorPolicy): string {
+    const named = sp.ingress.hasNamedPorts || sp.egress.hasNamedPorts;
+    return named ? `${ep.identity.id}|${ep.ref}` : `${ep.identity.id}`;
+  }
+
+  #portResolver(ep: EngineEndpoint): NamedPortResolver {
+    const own = (name: string, proto: number) => {
+      const np = ep.spec.namedPorts?.[name];
+      return np && PROTO_NUM[np.protocol] === proto ? [np.port] : [];
+    };
+    const peer = (identity: number, name: string, proto: number) => {
+      const ports = new Set<number>();
+      for (const other of this.#endpoints.values()) {
+        if (identity !== 0 && other.identity.id !== identity) continue;
+        const np = other.spec.namedPorts?.[name];
+        if (np && PROTO_NUM[np.protocol] === proto) ports.add(np.port);
+      }
+      return [...ports];
+    };
+    return { own, peer };
+  }
+
+  #putEndpoint(spec: EndpointSpec, changes: EngineChanges, invalidateNamed: boolean): void {
+    const ref = `${spec.namespace}/${spec.name}`;
+    const labels = endpointIdentityLabels(spec.labels, spec.namespace, this.#namespaces.get(spec.namespace) ?? {}, spec.serviceAccount);
+    const { identity } = this.allocator.allocate(labels);
+    const prev = this.#endpoints.get(ref);
+    this.#endpoints.set(ref, { ref, spec, identity });
+    if (prev && (prev.identity.id !== identity.id || JSON.stringify(prev.spec.namedPorts) !== JSON.stringify(spec.namedPorts))) {
+      const hadBuilder = this.#endpointBuilder.has(ref);
+      const oldState = hadBuilder ? this.#builders.get(this.#endpointBuilder.get(ref)!)!.builder.state : undefined;
+      this.#detachBuilder(ref);
+      if (hadBuilder) this.#rematerialize(ref, oldState, changes);
+    }
+    if (invalidateNamed && spec.namedPorts) this.#invalidateNamedPortUsers();
+  }
+
+  #detachBuilder(ref: string): void {
+    const key = this.#endpointBuilder.get(ref);
+    if (!key) return;
+    this.#endpointBuilder.delete(ref);
+    const built = this.#builders.get(key);
+    if (built) {
+      built.endpoints.delete(ref);
+      if (built.endpoints.size === 0) this.#builders.delete(key);
+    }
+  }
+
+  /** Recomputes one endpoint's map state and records the difference from `oldState`. */
+  #rematerialize(ref: string, oldState: MapState | undefined, changes: EngineChanges): void {
+    try {
+      const view = this.endpointPolicy(ref);
+      changes.byEndpoint.set(ref, diffStates(oldState, view.mapState));
+    } catch (e) {
+      changes.errors.set(ref, e as Error);
+    }
+  }
+
+  /** Builders whose egress resolves named ports against peers must be rebuilt. */
+  #invalidateNamedPortUsers(): void {
+    for (const [key, built] of this.#builders) {
+      if (!built.builder.policy.egress.hasNamedPorts) continue;
+      const fresh = new EndpointMapBuilder(built.builder.policy, built.builder.ports);
+      fresh.build();
+      this.#pendingRebuilds.set(key, { old: built.builder.state, fresh });
+      built.builder = fresh;
+    }
+  }
+
+  readonly #pendingRebuilds = new Map<string, { old: MapState; fresh: EndpointMapBuilder }>();
+
+  /**
+   * Brings identities, ipcache, selector cache, selector policies and map states up to date.
+   * @param affected subject identities whose rules changed
+   */
+  #sync(changes: EngineChanges, affected: Set<number>): void {
+    // 1. desired identities: endpoints, CIDR prefixes in rules, learned FQDN IPs
+    const desired = new Map<number, Identity>();
+    for (const r of RESERVED_IDENTITIES) desired.set(r.id, this.allocator.get(r.id)!);
+    for (const ep of this.#endpoints.values()) desired.set(ep.identity.id, ep.identity);
+    const clusterIps = new Set<string>();
+    for (const ep of this.#endpoints.values()) for (const ip of ep.spec.ips) clusterIps.add(normIp(ip));
+    for (const ip of this.#hostIps) clusterIps.add(normIp(ip));
+    const prefixIdentities = new Map<string, number>();
+    for (const prefix of this.#cidrPrefixes()) {
+      const p = parsePrefix(prefix)!;
+      const text = formatPrefix(p);
+      if (p.len === (p.family === 4 ? 32 : 128) && clusterIps.has(normIp(text.split('/')[0]))) continue; // cluster IPs keep their identity (§2.10)
+      const { identity } = this.allocator.allocate(cidrLabels(text));
+      desired.set(identity.id, identity);
+      prefixIdentities.set(text, identity.id);
+    }
+    const fqdnSelectors = this.#fqdnSelectors();
+    const ipNames = new Map<string, Set<string>>();
+    for (const [name, ips] of this.#fqdn) for (const ip of ips) {
+      let s = ipNames.get(ip);
+      if (!s) ipNames.set(ip, (s = new Set()));
+      s.add(name);
+    }
+    for (const [ip, names] of ipNames) {
+      if (clusterIps.has(normIp(ip))) continue; // toFQDNs never selects cluster IPs (§2.10)
+      const keys = fqdnSelectors.filter((sel) => [...names].some((n) => fqdnSelectorMatches(sel, n))).map((sel) => fqdnSelectorKey(sel));
+      if (keys.length === 0) continue;
+      const p = parsePrefix(ip);
+      if (!p) continue;
+      const text = formatPrefix(p);
+      const labels: Label[] = [...new Set(keys)].map((k) => ({ source: 'fqdn', key: k, value: '' }));
+      labels.push({ source: 'cidr', key: text, value: '' }, { source: 'reserved', key: 'world', value: '' });
+      const { identity } = this.allocator.allocate(new LabelSet(labels));
+      desired.set(identity.id, identity);
+      prefixIdentities.set(text, identity.id);
+    }
+    // 2. selector cache
+    const added: Identity[] = [];
+    const removed: number[] = [];
+    for (const [id, identity] of desired) if (!this.#live.has(id)) added.push(identity);
+    for (const id of this.#live) if (!desired.has(id)) removed.push(id);
+    for (const i of added) this.#live.add(i.id);
+    for (const id of removed) {
+      this.#live.delete(id);
+      this.allocator.release(id);
+      this.#selectorPolicies.delete(id);
+    }
+    changes.identitiesAdded.push(...added);
+    changes.identitiesRemoved.push(...removed);
+    const selectionChanges = this.selectorCache.updateIdentities(added, removed);
+    // 3. ipcache
+    this.#rebuildIpCache(prefixIdentities);
+    // 4. policies of affected subjects (new identities are computed lazily on first use)
+    for (const id of affected) this.#selectorPolicies.delete(id);
+    // 5. map states
+    const touched = new Set<number>();
+    for (const c of selectionChanges) for (const id of [...c.added, ...c.removed]) touched.add(id);
+    for (const [key, built] of [...this.#builders]) {
+      const refs = [...built.endpoints];
+      const pending = this.#pendingRebuilds.get(key);
+      if (affected.has(built.builder.policy.identity)) {
+        const oldState = pending?.old ?? built.builder.state;
+        this.#builders.delete(key);
+        for (const ref of refs) this.#endpointBuilder.delete(ref);
+        for (const ref of refs) this.#rematerialize(ref, oldState, changes);
+        continue;
+      }
+      const mc: MapChanges = pending ? diffStates(pending.old, built.builder.state) : { adds: [], deletes: [] };
+      if (touched.size > 0) built.builder.updateIdentities(touched, mc);
+      if (mc.adds.length || mc.deletes.length) for (const ref of refs) mergeInto(changes, ref, mc);
+    }
+    this.#pendingRebuilds.clear();
+  }
+
+  #rebuildIpCache(prefixIdentities: Map<string, number> = new Map()): void {
+    for (const e of [...this.ipcache.entries()]) this.ipcache.delete(formatPrefix(e.prefix));
+    for (const [prefix, id] of prefixIdentities) this.ipcache.upsert(prefix, id);
+    for (const ip of this.#hostIps) this.ipcache.upsert(ip, ID_HOST);
+    for (const ep of this.#endpoints.values()) for (const ip of ep.spec.ips) this.ipcache.upsert(ip, ep.identity.id);
+  }
+
+  /** Every prefix named by a `cidr:` requirement in any rule (including excepts). */
+  #cidrPrefixes(): Set<string> {
+    const out = new Set<string>();
+    for (const rule of this.repository.allRules()) {
+      for (const dr of [...rule.ingress, ...rule.egress]) {
+        for (const p of dr.peers ?? []) {
+          if (p.type !== 'labels') continue;
+          for (const r of p.selector.requirements) if (r.key.startsWith('cidr:')) out.add(r.key.slice(5));
+        }
+      }
+    }
+    return out;
+  }
+
+  #fqdnSelectors(): Array<{ matchName?: string; matchPattern?: string }> {
+    const seen = new Map<string, { matchName?: string; matchPattern?: string }>();
+    for (const rule of this.repository.allRules()) {
+      for (const dr of rule.egress) for (const p of dr.peers ?? []) if (p.type === 'fqdn') seen.set(fqdnSelectorKey(p), p);
+    }
+    return [...seen.values()];
+  }
+
+  /** Current ipcache as prefix → identity (for programming the datapath). */
+  ipcacheEntries(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const e of this.ipcache.entries()) out.set(formatPrefix(e.prefix), e.identity);
+    return out;
+  }
+}
+
+function normIp(ip: string): string {
+  const p = parseIp(ip);
+  return p ? `${p.family}:${p.addr}` : ip;
+}
+
+function cidrLabels(prefix: string): LabelSet {
+  return new LabelSet([
+    { source: 'cidr', key: prefix, value: '' },
+    { source: 'reserved', key: 'world', value: '' },
+  ]);
+}
+
+/** Difference between two map states as MapChanges. */
+export function diffStates(oldState: MapState | undefined, next: MapState): MapChanges {
+  const out: MapChanges = { adds: [], deletes: [] };
+  const old = new Map((oldState?.entries() ?? []).map((e) => [keyString(e.key), e]));
+  const nxt = new Map(next.entries().map((e) => [keyString(e.key), e]));
+  for (const [ks, e] of old) if (!nxt.has(ks)) out.deletes.push(e.key);
+  for (const [ks, e] of nxt) {
+    const o = old.get(ks);
+    if (!o || !entriesEqual(o.entry, e.entry)) out.adds.push(e);
+  }
+  return out;
+}
+
+function mergeInto(changes: EngineChanges, ref: string, mc: MapChanges): void {
+  const cur = changes.byEndpoint.get(ref);
+  if (!cur) {
+    changes.byEndpoint.set(ref, { adds: [...mc.adds], deletes: [...mc.deletes] });
+    return;
+  }
+  cur.adds.push(...mc.adds);
+  cur.deletes.push(...mc.deletes);
+}
