@@ -8,7 +8,8 @@
  * `pkg/fqdn/dns/dns.go`).
  *
  * Pattern translation rules (numbered; the code below repeats the numbers):
- *   1. Names and patterns are trimmed, lower-cased and get a trailing dot, so matching is
+ *   1. Query names are lower-cased and get a trailing dot; `matchName`s and patterns are also
+ *      trimmed. Matching is therefore
  *      case-insensitive and trailing-dot agnostic.
  *   2. A pattern made only of `*` with at most one trailing `.` (`*`, `**`, `*.`, `***.`) matches
  *      every name. DNS proxy: any query name at all (`.*`); toFQDNs selector: any name made of
