@@ -9,8 +9,7 @@
  *
  * Pattern translation rules (numbered; the code below repeats the numbers):
  *   1. Query names are lower-cased and get a trailing dot; `matchName`s and patterns are also
- *      trimmed. Matching is therefore
- *      case-insensitive and trailing-dot agnostic.
+ *      trimmed. Matching is therefore case-insensitive and trailing-dot agnostic.
  *   2. A pattern made only of `*` with at most one trailing `.` (`*`, `**`, `*.`, `***.`) matches
  *      every name. DNS proxy: any query name at all (`.*`); toFQDNs selector: any name made of
  *      DNS characters, or the root `.` (`(^([-a-zA-Z0-9_]+[.])+$)|(^[.]$)`).
