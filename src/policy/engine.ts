@@ -238,7 +238,7 @@ export class PolicyEngine {
       key = this.#builderKey(ep, sp);
       let built = this.#builders.get(key);
       if (!built) {
-        const builder = new EndpointMapBuilder(sp, this.#portResolver(ep));
+        const builder = new EndpointMapBuilder(sp, this.portResolver(ep));
         builder.build();
         built = { builder, endpoints: new Set() };
         this.#builders.set(key, built);
@@ -285,7 +285,8 @@ export class PolicyEngine {
     return named ? `${ep.identity.id}|${ep.ref}` : `${ep.identity.id}`;
   }
 
-  #portResolver(ep: EngineEndpoint): NamedPortResolver {
+  /** Named-port resolution for one endpoint: its own ports (ingress) and its peers' (egress). */
+  portResolver(ep: EngineEndpoint): NamedPortResolver {
     const own = (name: string, proto: number) => {
       const np = ep.spec.namedPorts?.[name];
       return np && PROTO_NUM[np.protocol] === proto ? [np.port] : [];
