@@ -4,7 +4,7 @@
  *
  * The engine's error table (STYLE B6): every error Membrane throws on purpose is an
  * `XxxError extends EngineError` with a stable `code = 'MBR_ERR_…'`, and `retriable` when
- * retrying the same operation may succeed (watch and API errors)..
+ * retrying the same operation may succeed (watch and API errors).
  */
 import type { Problem } from './api/types.ts';
 

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
+ * @module test/golden/cilium-examples
+ *
  * Every upstream example in `../shared/reference/cilium-examples/` (reference §8.2) is loaded
  * on its own and is either accepted or rejected for the reason stated in the table below.
  * A new file without a table entry fails the test, so the table stays complete.

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
+ * @module test/unit/api/load
+ *
  * Loading files and directories (DESIGN §3.2, §3.3): multi-document YAML, JSON, List kinds,
  * other kinds skipped, duplicates, YAML syntax errors with lines, missing files.
  */

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
+ * @module test/unit/api/network-policy
+ *
  * Kubernetes NetworkPolicy translation (reference §2.14).
  */
 import { describe, it } from 'node:test';

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
+ * @module test/unit/api/normalise
+ *
  * Normalisation of CNP/CCNP into the api/types.ts model (reference §2.1, §2.4, §2.10, §1.6,
  * §1.8, §1.11, §1.2, §2.12).
  */

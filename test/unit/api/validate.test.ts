@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
+ * @module test/unit/api/validate
+ *
  * Validation errors: strict schema, unsupported fields (DESIGN §2), Cilium's rule validation
  * (reference §1.12, §1.3–§1.11), and the field path and line of every problem (DESIGN §3.3).
  */

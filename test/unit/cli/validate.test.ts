@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
+ * @module test/unit/cli/validate
+ *
  * `membrane policy validate PATH...` (DESIGN §3.3): exit codes and the exact line format
  * `file:line: Kind/name: field.path: what is wrong`.
  */
