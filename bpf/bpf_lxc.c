@@ -61,7 +61,7 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 /*
  * handle_ipv4_to_lxc: a packet to local endpoint @ep that no decision point
  * decided (from the node itself, or from an interface without
- * mbr_from_netdev). Packets marked decided, the proxy's upstream traffic
+ * mbr_from_netdev; packets marked decided never get here). The proxy's upstream traffic
  * (recorded in conntrack so the endpoint's replies pass) and replies/related
  * packets of known flows pass; the rest is checked against the endpoint's
  * INGRESS policy with the source identity from ipcache (miss: the node's
@@ -79,9 +79,6 @@ static __always_inline int handle_ipv4_to_lxc(struct __sk_buff *skb, const struc
 	d->ev.dst_ep = ep->ep_id;
 	if (IS_ERR(ret))
 		return ret;
-
-	if ((skb->mark & MARK_MAGIC_MASK) == MARK_MAGIC_DECIDED)
-		return CTX_ACT_OK;
 
 	d->ct = ct_lookup4(&d->pkt, d->now, &d->ct_entry);
 	if (proxy_marked(skb, &proxy_identity)) {
@@ -151,6 +148,10 @@ int mbr_to_container(struct __sk_buff *skb)
 	int ret;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
+		return CTX_ACT_OK;
+	/* Decided where it entered the node (from_container, from_netdev):
+	 * nothing left to check. Before any other work: the common case. */
+	if ((skb->mark & MARK_MAGIC_MASK) == MARK_MAGIC_DECIDED)
 		return CTX_ACT_OK;
 	ep = endpoint_lookup(skb->ifindex);
 	if (!ep)

@@ -8,6 +8,7 @@ export * from './errors.ts';
 export { load, attach, detach, query, ensureBpffs, removePins, destroyHooks, BPFFS_ROOT, TC_HANDLE, TC_PRIORITY } from './loader.ts';
 export type { LoadOptions, LoadedObject, TcDirection } from './loader.ts';
 export { DEFAULT_PIN_ROOT, TypedMap } from './typed-map.ts';
+export { BpfMap, MapType, BPF_ANY, BPF_NOEXIST, BPF_EXIST, type MapSpec } from './bpf-map.ts';
 export { IpcacheMap, type IpcacheKey, type IpcacheEntry } from './ipcache-map.ts';
 export { EndpointsMap, endpointFlags, type EndpointInfo, type EndpointKey } from './endpoints-map.ts';
 export { PolicyMap, type PolicyEntryDesc, type PolicyKeyDesc, type PolicyValueDesc } from './policy-map.ts';
