@@ -351,9 +351,9 @@ export async function plumbEndpoint(ep: EndpointEntry, gateway: string): Promise
     } else existed++;
   }
   if (!host) {
-    if (pod)
-      throw new PlumbingError(ref, ifname, `ip -n ${netns} link show dev ${POD_IFNAME}`, `${POD_IFNAME} already exists in netns ${netns} and is not the peer of ${ifname}`);
-    await s.run(['link', 'add', ifname, 'type', 'veth', 'peer', 'name', POD_IFNAME, 'netns', netns]);
+    const add = ['link', 'add', ifname, 'type', 'veth', 'peer', 'name', POD_IFNAME, 'netns', netns];
+    if (pod) throw new PlumbingError(ref, ifname, `ip ${add.join(' ')}`, `${POD_IFNAME} already exists in netns ${netns} and is not the peer of ${ifname}`);
+    await s.run(add);
     host = (await s.read<IpLink>(['link', 'show', 'dev', ifname]))?.[0];
     pod = (await s.read<IpLink>(['addr', 'show', 'dev', POD_IFNAME], netns))?.[0];
   }
