@@ -16,6 +16,7 @@ import {
   ipJson,
   ping,
   privilegedSkip,
+  REPO_ROOT,
   requirePrivileges,
   runCmd,
   startServer,
@@ -135,6 +136,28 @@ describe('membrane endpoint up/down', { skip: privilegedSkip() }, () => {
       const hostRoutes = await node.ipJson<Route>(['-4', 'route', 'show', 'dev', ifname]);
       assert.deepEqual(hostRoutes.map((x) => x.dst).sort(), [...v4ips].sort());
     }
+  });
+
+  test('listPlumbed and ifindexOf see the node namespace (not the /sys of the caller)', async () => {
+    const script = [
+      "import { ifindexOf, listPlumbed } from './src/endpoint/plumbing.ts';",
+      "import { readEndpointsFile } from './src/endpoint/endpoints-file.ts';",
+      `const list = await listPlumbed(readEndpointsFile(${JSON.stringify(node.endpointsFile)}));`,
+      'const out = list.map((p) => ({ ref: `${p.endpoint.namespace}/${p.endpoint.name}`, ifname: p.ifname, ifindex: p.ifindex, again: ifindexOf(p.ifname) }));',
+      'process.stdout.write(JSON.stringify(out));',
+    ].join('\n');
+    const r = await node.exec(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT });
+    assert.equal(r.code, 0, r.stderr);
+    const got = JSON.parse(r.stdout) as Array<{ ref: string; ifname: string; ifindex: number; again: number }>;
+    const links = await node.ipJson<Link>(['link', 'show']);
+    const want = node.endpoints
+      .filter((e) => e.netns)
+      .map((e) => {
+        const ifname = hostIfname(e);
+        const ifindex = links.find((l) => l.ifname === ifname)!.ifindex;
+        return { ref: e.ref, ifname, ifindex, again: ifindex };
+      });
+    assert.deepEqual(got, want);
   });
 
   test('pods reach each other through the node: TCP, UDP, HTTP, ICMP', async () => {

@@ -45,9 +45,9 @@ function computeProblem(): string | undefined {
   const missing: string[] = [];
   if (!(capEff & (1n << BigInt(CAP_NET_ADMIN)))) missing.push('CAP_NET_ADMIN');
   if (!(capEff & (1n << BigInt(CAP_SYS_ADMIN)))) missing.push('CAP_SYS_ADMIN');
-  if (missing.length) return `privileged e2e test skipped: needs root (missing ${missing.join(', ')}; uid ${process.getuid?.()})`;
+  if (missing.length) return `privileged e2e test needs root (missing ${missing.join(', ')}; uid ${process.getuid?.()})`;
   const absent = REQUIRED_TOOLS.filter((t) => !which(t));
-  if (absent.length) return `privileged e2e test skipped: ${absent.join(', ')} not installed (Debian: iproute2, util-linux)`;
+  if (absent.length) return `privileged e2e test needs ${absent.join(' and ')}, not installed (Debian: iproute2, util-linux)`;
   return undefined;
 }
 
