@@ -85,6 +85,8 @@ export interface IpLink {
   ifindex: number;
   ifname: string;
   flags: string[];
+  /** MAC address. */
+  address?: string;
   operstate?: string;
   /** For a veth: the peer's ifindex (in the peer's namespace). */
   link_index?: number;
@@ -100,6 +102,14 @@ export interface IpAddr {
   local: string;
   prefixlen: number;
   scope?: string;
+}
+
+/** One entry of `ip -j neigh show`. */
+export interface IpNeigh {
+  dst: string;
+  lladdr?: string;
+  /** e.g. `["PERMANENT"]`, `["REACHABLE"]`. */
+  state?: string[];
 }
 
 /** One route of `ip -j route show`. */

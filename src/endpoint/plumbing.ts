@@ -14,11 +14,16 @@
  *  mbrXXXXXXXXXXX (veth, up, rp_filter=0) <───────►  eth0 (veth peer)
  *  route IP/32 dev mbrXXXXXXXXXXX scope link         route GATEWAY dev eth0 scope link
  *                                                    route default via GATEWAY dev eth0
+ *                                                    neigh GATEWAY lladdr <mbr… MAC> permanent
  * ```
  *
- * The node answers ARP for the gateway on every veth because the gateway is a local address
- * (`arp_ignore=0`, the default), so no proxy ARP and no address on the veth are needed.
- * Nothing here adds an uplink, NAT or a route out of the node namespace.
+ * The pod resolves the gateway through a permanent neighbour entry (gateway → MAC of the
+ * node-side veth), written by us. With `arp_ignore=0` (the default) the node would answer ARP
+ * for the gateway anyway, since it is a local address; the static entry keeps pods working on
+ * nodes that set `net.ipv4.conf.all.arp_ignore=1` (kube-proxy in IPVS mode does), where the
+ * node only answers for addresses configured on the receiving interface. So no proxy ARP and no
+ * address on the veth are needed. Nothing here adds an uplink, NAT or a route out of the node
+ * namespace.
  *
  * Every step first reads the current state (`ip -j`) and changes only what is missing or
  * wrong, so `endpointUp` is idempotent and completes half-built endpoints; the report lists
@@ -44,7 +49,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { EngineError } from '../errors.ts';
 import { parseIp } from '../labels/cidr.ts';
 import type { EndpointEntry, EndpointsFile } from './endpoints-file.ts';
-import { ip, ipJson, ipReason, ipSync, type IpAddr, type IpLink, type IpRoute } from './ip.ts';
+import { ip, ipJson, ipReason, ipSync, type IpAddr, type IpLink, type IpNeigh, type IpRoute } from './ip.ts';
 
 /** The pod-side interface name. */
 export const POD_IFNAME = 'eth0';
@@ -384,6 +389,13 @@ export async function plumbEndpoint(ep: EndpointEntry, gateway: string): Promise
   const def = routes.find((r) => r.dst === 'default');
   if (!def || def.gateway !== gateway || def.dev !== POD_IFNAME) {
     await s.run(['route', def ? 'replace' : 'add', 'default', 'via', gateway, 'dev', POD_IFNAME], netns);
+  }
+  // The gateway's MAC, statically (see the module comment on arp_ignore).
+  if (host.address) {
+    const neigh = (await s.read<IpNeigh>(['neigh', 'show', 'dev', POD_IFNAME], netns)) ?? [];
+    const gw = neigh.find((n) => n.dst === gateway);
+    if (!gw || gw.lladdr?.toLowerCase() !== host.address.toLowerCase() || !(gw.state ?? []).includes('PERMANENT'))
+      await s.run(['neigh', 'replace', gateway, 'lladdr', host.address, 'dev', POD_IFNAME, 'nud', 'permanent'], netns);
   }
 
   // 6. Node routes: each pod address via the veth (and none that the file no longer lists).

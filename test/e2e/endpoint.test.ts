@@ -40,6 +40,7 @@ interface Link {
   ifindex: number;
   ifname: string;
   flags: string[];
+  address?: string;
   link_index?: number;
   linkinfo?: { info_kind?: string };
   addr_info?: Array<{ family: string; local: string; prefixlen: number }>;
@@ -133,6 +134,11 @@ describe('membrane endpoint up/down', { skip: privilegedSkip() }, () => {
           { dst: 'default', gateway: GATEWAY, dev: 'eth0', scope: undefined },
         ],
       );
+      const [gwNeigh] = (await ipJson<{ dst: string; lladdr?: string; state?: string[] }>(ep.netns, ['neigh', 'show', 'dev', 'eth0'])).filter(
+        (n) => n.dst === GATEWAY,
+      );
+      assert.equal(gwNeigh?.lladdr, host!.address, 'the gateway resolves to the node-side veth');
+      assert.deepEqual(gwNeigh?.state, ['PERMANENT']);
       const hostRoutes = await node.ipJson<Route>(['-4', 'route', 'show', 'dev', ifname]);
       assert.deepEqual(hostRoutes.map((x) => x.dst).sort(), [...v4ips].sort());
     }
