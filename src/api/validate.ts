@@ -667,7 +667,15 @@ function readPortProtocol(ctx: Ctx, v: unknown, path: string): PortProtocol | un
   const before = ctx.errorCount;
   const o = readObject(ctx, v, path, { port: true, endPort: true, protocol: true });
   if (!o) return undefined;
-  const portText = readString(ctx, o.port, childPath(path, 'port')) ?? '';
+  // The CRD types port as a string; an unquoted integer means the same port, so it is
+  // accepted with a warning rather than refused (the meaning is unambiguous).
+  let portText: string;
+  if (typeof o.port === 'number' && Number.isInteger(o.port)) {
+    ctx.warning(childPath(path, 'port'), `port should be a string (quote it: "${o.port}"); read as "${o.port}"`);
+    portText = String(o.port);
+  } else {
+    portText = readString(ctx, o.port, childPath(path, 'port')) ?? '';
+  }
   const parsed = parsePortString(portText);
   if (typeof parsed === 'string') ctx.error(childPath(path, 'port'), parsed);
   const endPort = readInt(ctx, o.endPort, childPath(path, 'endPort'));

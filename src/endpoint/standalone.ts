@@ -28,8 +28,10 @@ export function rulesByObject(rules: Rule[]): Map<string, Rule[]> {
  */
 export function buildEngine(endpoints: EndpointsFile, rules: Rule[]): PolicyEngine {
   const engine = new PolicyEngine({ hostIps: [endpoints.gateway] });
-  engine.setNamespaces(endpoints.namespaces);
-  for (const ep of endpoints.endpoints) engine.upsertEndpoint(ep);
-  for (const [ref, list] of rulesByObject(rules)) engine.replacePolicyObject(ref, list);
+  engine.bulk(() => {
+    engine.setNamespaces(endpoints.namespaces);
+    for (const ep of endpoints.endpoints) engine.upsertEndpoint(ep);
+    for (const [ref, list] of rulesByObject(rules)) engine.replacePolicyObject(ref, list);
+  });
   return engine;
 }

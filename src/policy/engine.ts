@@ -73,6 +73,12 @@ function emptyChanges(): EngineChanges {
   return { byEndpoint: new Map(), errors: new Map(), identitiesAdded: [], identitiesRemoved: [] };
 }
 
+interface EndpointSets {
+  identities: Map<number, Identity>;
+  clusterIps: Set<string>;
+  ipcache: Map<string, number>;
+}
+
 interface Built {
   builder: EndpointMapBuilder;
   /** refs of endpoints sharing this builder */
@@ -93,6 +99,14 @@ export class PolicyEngine {
   readonly #builders = new Map<string, Built>();
   /** endpoint ref → builder key */
   readonly #endpointBuilder = new Map<string, string>();
+  /** While > 0, mutations only record what they affect; the outermost bulk() syncs once. */
+  #bulkDepth = 0;
+  #bulkAffected = new Set<number>();
+  #bulkChanges: EngineChanges | null = null;
+  /** Endpoint-derived sets, rebuilt only after endpoint changes. */
+  #epCache: EndpointSets | null = null;
+  /** ipcache as last written: prefix text → identity */
+  readonly #ipcacheState = new Map<string, number>();
   /** learned DNS names → IPs (node-global, reference §5.4) */
   readonly #fqdn = new Map<string, Set<string>>();
   /** identities currently in the selector cache */
@@ -110,6 +124,27 @@ export class PolicyEngine {
   }
 
   // ---- inputs -------------------------------------------------------------------------
+
+  /**
+   * Runs several mutations and brings everything up to date once at the end (start-up,
+   * reloading a directory). Mutations inside return empty changes; bulk() returns them all.
+   */
+  bulk(fn: () => void): EngineChanges {
+    this.#bulkDepth++;
+    this.#bulkChanges ??= emptyChanges();
+    try {
+      fn();
+    } finally {
+      this.#bulkDepth--;
+    }
+    if (this.#bulkDepth > 0) return emptyChanges();
+    const changes = this.#bulkChanges!;
+    const affected = this.#bulkAffected;
+    this.#bulkChanges = null;
+    this.#bulkAffected = new Set();
+    this.#sync(changes, affected);
+    return changes;
+  }
 
   /** Sets namespace labels; endpoints in changed namespaces get new identities. */
   setNamespaces(list: Array<{ name: string; labels: Record<string, string> }>): EngineChanges {
@@ -133,6 +168,7 @@ export class PolicyEngine {
     const ep = this.#endpoints.get(ref);
     if (ep) {
       this.#endpoints.delete(ref);
+      this.#epCache = null;
       this.#detachBuilder(ref);
       if (ep.spec.namedPorts) this.#invalidateNamedPortUsers();
     }
@@ -147,8 +183,9 @@ export class PolicyEngine {
   replacePolicyObject(ref: string, rules: Rule[]): EngineChanges {
     const changes = emptyChanges();
     const old = this.repository.replaceObject(ref, rules);
+    // Only policies already computed can be stale; the rest are computed on first use.
     const affected = new Set<number>();
-    for (const id of this.#live) {
+    for (const id of this.#selectorPolicies.keys()) {
       const identity = this.allocator.get(id);
       if (!identity) continue;
       for (const r of [...old, ...rules]) {
@@ -309,6 +346,7 @@ export class PolicyEngine {
     const { identity } = this.allocator.allocate(labels);
     const prev = this.#endpoints.get(ref);
     this.#endpoints.set(ref, { ref, spec, identity });
+    this.#epCache = null;
     if (prev && (prev.identity.id !== identity.id || JSON.stringify(prev.spec.namedPorts) !== JSON.stringify(spec.namedPorts))) {
       const hadBuilder = this.#endpointBuilder.has(ref);
       const oldState = hadBuilder ? this.#builders.get(this.#endpointBuilder.get(ref)!)!.builder.state : undefined;
@@ -357,18 +395,28 @@ export class PolicyEngine {
    * @param affected subject identities whose rules changed
    */
   #sync(changes: EngineChanges, affected: Set<number>): void {
+    if (this.#bulkDepth > 0) {
+      for (const id of affected) this.#bulkAffected.add(id);
+      const bc = this.#bulkChanges!;
+      for (const [k, v] of changes.byEndpoint) mergeInto(bc, k, v);
+      for (const [k, v] of changes.errors) bc.errors.set(k, v);
+      return;
+    }
+    this.#doSync(changes, affected);
+  }
+
+  #doSync(changes: EngineChanges, affected: Set<number>): void {
     // 1. desired identities: endpoints, CIDR prefixes in rules, learned FQDN IPs
     const desired = new Map<number, Identity>();
     for (const r of RESERVED_IDENTITIES) desired.set(r.id, this.allocator.get(r.id)!);
-    for (const ep of this.#endpoints.values()) desired.set(ep.identity.id, ep.identity);
-    const clusterIps = new Set<string>();
-    for (const ep of this.#endpoints.values()) for (const ip of ep.spec.ips) clusterIps.add(normIp(ip));
-    for (const ip of this.#hostIps) clusterIps.add(normIp(ip));
+    const epc = this.#endpointSets();
+    for (const [id, identity] of epc.identities) desired.set(id, identity);
+    const clusterIps = epc.clusterIps;
     const prefixIdentities = new Map<string, number>();
     for (const prefix of this.#cidrPrefixes()) {
       const p = parsePrefix(prefix)!;
       const text = formatPrefix(p);
-      if (p.len === (p.family === 4 ? 32 : 128) && clusterIps.has(normIp(text.split('/')[0]))) continue; // cluster IPs keep their identity (§2.10)
+      if (clusterIps.has(text)) continue; // cluster IPs keep their identity (§2.10)
       const { identity } = this.allocator.allocate(cidrLabels(text));
       desired.set(identity.id, identity);
       prefixIdentities.set(text, identity.id);
@@ -381,7 +429,7 @@ export class PolicyEngine {
       s.add(name);
     }
     for (const [ip, names] of ipNames) {
-      if (clusterIps.has(normIp(ip))) continue; // toFQDNs never selects cluster IPs (§2.10)
+      if (clusterIps.has(hostPrefix(ip))) continue; // toFQDNs never selects cluster IPs (§2.10)
       const keys = fqdnSelectors.filter((sel) => [...names].some((n) => fqdnSelectorMatches(sel, n))).map((sel) => fqdnSelectorKey(sel));
       if (keys.length === 0) continue;
       const p = parsePrefix(ip);
@@ -421,7 +469,18 @@ export class PolicyEngine {
         const oldState = pending?.old ?? built.builder.state;
         this.#builders.delete(key);
         for (const ref of refs) this.#endpointBuilder.delete(ref);
-        for (const ref of refs) this.#rematerialize(ref, oldState, changes);
+        // Endpoints that shared the old builder usually share the new one: diff once per builder.
+        const diffs = new Map<MapState, MapChanges>();
+        for (const ref of refs) {
+          try {
+            const view = this.endpointPolicy(ref);
+            let mc = diffs.get(view.mapState);
+            if (!mc) diffs.set(view.mapState, (mc = diffStates(oldState, view.mapState)));
+            mergeInto(changes, ref, mc);
+          } catch (e) {
+            changes.errors.set(ref, e as Error);
+          }
+        }
         continue;
       }
       const mc: MapChanges = pending ? diffStates(pending.old, built.builder.state) : { adds: [], deletes: [] };
@@ -431,11 +490,43 @@ export class PolicyEngine {
     this.#pendingRebuilds.clear();
   }
 
+  #endpointSets(): EndpointSets {
+    if (this.#epCache) return this.#epCache;
+    const sets: EndpointSets = { identities: new Map(), clusterIps: new Set(), ipcache: new Map() };
+    for (const ip of this.#hostIps) {
+      sets.clusterIps.add(hostPrefix(ip));
+      sets.ipcache.set(hostPrefix(ip), ID_HOST);
+    }
+    for (const ep of this.#endpoints.values()) {
+      sets.identities.set(ep.identity.id, ep.identity);
+      for (const ip of ep.spec.ips) {
+        sets.clusterIps.add(hostPrefix(ip));
+        sets.ipcache.set(hostPrefix(ip), ep.identity.id);
+      }
+    }
+    this.#epCache = sets;
+    return sets;
+  }
+
+  /** Writes the difference between the desired ipcache and the last one into `ipcache`. */
   #rebuildIpCache(prefixIdentities: Map<string, number> = new Map()): void {
-    for (const e of [...this.ipcache.entries()]) this.ipcache.delete(formatPrefix(e.prefix));
-    for (const [prefix, id] of prefixIdentities) this.ipcache.upsert(prefix, id);
-    for (const ip of this.#hostIps) this.ipcache.upsert(ip, ID_HOST);
-    for (const ep of this.#endpoints.values()) for (const ip of ep.spec.ips) this.ipcache.upsert(ip, ep.identity.id);
+    const epIpcache = this.#endpointSets().ipcache;
+    // cluster addresses win over CIDR/FQDN prefixes of the same text (reference §2.10)
+    const desiredOf = (prefix: string) => epIpcache.get(prefix) ?? prefixIdentities.get(prefix);
+    for (const [prefix] of this.#ipcacheState) {
+      if (desiredOf(prefix) === undefined) {
+        this.ipcache.delete(prefix);
+        this.#ipcacheState.delete(prefix);
+      }
+    }
+    const write = (prefix: string, id: number) => {
+      if (this.#ipcacheState.get(prefix) !== id) {
+        this.ipcache.upsert(prefix, id);
+        this.#ipcacheState.set(prefix, id);
+      }
+    };
+    for (const [prefix, id] of prefixIdentities) if (!epIpcache.has(prefix)) write(prefix, id);
+    for (const [prefix, id] of epIpcache) write(prefix, id);
   }
 
   /** Every prefix named by a `cidr:` requirement in any rule (including excepts). */
@@ -462,16 +553,23 @@ export class PolicyEngine {
 
   /** Current ipcache as prefix → identity (for programming the datapath). */
   ipcacheEntries(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const e of this.ipcache.entries()) out.set(formatPrefix(e.prefix), e.identity);
-    return out;
+    return new Map(this.#ipcacheState);
   }
 }
 
-function normIp(ip: string): string {
-  const p = parseIp(ip);
-  return p ? `${p.family}:${p.addr}` : ip;
+const hostPrefixCache = new Map<string, string>();
+
+/** `a.b.c.d` → `a.b.c.d/32` in canonical form (cached: endpoint addresses repeat every sync). */
+function hostPrefix(ip: string): string {
+  let p = hostPrefixCache.get(ip);
+  if (p === undefined) {
+    const parsed = parsePrefix(ip);
+    p = parsed ? formatPrefix(parsed) : ip;
+    hostPrefixCache.set(ip, p);
+  }
+  return p;
 }
+
 
 function cidrLabels(prefix: string): LabelSet {
   return new LabelSet([
@@ -483,8 +581,8 @@ function cidrLabels(prefix: string): LabelSet {
 /** Difference between two map states as MapChanges. */
 export function diffStates(oldState: MapState | undefined, next: MapState): MapChanges {
   const out: MapChanges = { adds: [], deletes: [] };
-  const old = new Map((oldState?.entries() ?? []).map((e) => [keyString(e.key), e]));
-  const nxt = new Map(next.entries().map((e) => [keyString(e.key), e]));
+  const old = new Map((oldState?.unsortedEntries() ?? []).map((e) => [keyString(e.key), e]));
+  const nxt = new Map(next.unsortedEntries().map((e) => [keyString(e.key), e]));
   for (const [ks, e] of old) if (!nxt.has(ks)) out.deletes.push(e.key);
   for (const [ks, e] of nxt) {
     const o = old.get(ks);

@@ -133,6 +133,13 @@ export class MapState {
     return out;
   }
 
+  /** Every entry, in no particular order (cheaper than entries()). */
+  unsortedEntries(): KeyedEntry[] {
+    const out: KeyedEntry[] = [];
+    for (const m of this.#byIdentity.values()) for (const e of m.values()) out.push(e);
+    return out;
+  }
+
   entriesOf(identity: number): KeyedEntry[] {
     return [...(this.#byIdentity.get(identity)?.values() ?? [])];
   }

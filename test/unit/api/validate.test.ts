@@ -11,7 +11,7 @@ import { validateObject } from '../../../src/api/validate.ts';
 import { formatProblem } from '../../../src/api/types.ts';
 import { PolicyValidationError, EngineError } from '../../../src/errors.ts';
 import { assertValid } from '../../../src/api/load.ts';
-import { ccnp, cnp, errors, errorTexts, parse } from './helpers.ts';
+import { ccnp, cnp, errors, errorTexts, parse, warnings } from './helpers.ts';
 
 /** Asserts that `text` is rejected with an error on `field` whose message contains `msg`. */
 function rejects(text: string, field: string, msg: string | RegExp): void {
@@ -85,11 +85,20 @@ describe('strict schema: unknown fields and wrong types', () => {
 
   it('wrong types', () => {
     rejects(cnp(E + 'ingress: {}'), 'spec.ingress', 'must be a list');
-    rejects(cnp(E + 'egress:\n- toPorts: [{ports: [{port: 80, protocol: TCP}]}]'), 'spec.egress[0].toPorts[0].ports[0].port', 'must be a string, got integer (quote it: "80")');
+    rejects(cnp(E + 'egress:\n- toPorts: [{ports: [{port: 8.5, protocol: TCP}]}]'), 'spec.egress[0].toPorts[0].ports[0].port', 'must be a string');
     rejects(cnp('endpointSelector: {matchLabels: {version: 1}}\ningress: [{}]'), 'spec.endpointSelector.matchLabels.version', 'must be a string');
     rejects(cnp(E + 'ingress: [{}]\nenableDefaultDeny: {ingress: "yes"}'), 'spec.enableDefaultDeny.ingress', 'must be a boolean');
     rejects(cnp(E + 'egress:\n- toPorts: [{ports: [{port: "80", endPort: "90", protocol: TCP}]}]'), 'spec.egress[0].toPorts[0].ports[0].endPort', 'must be an integer');
     rejects(cnp(E + 'egress:\n- toCIDR: [{cidr: 10.0.0.0/8}]'), 'spec.egress[0].toCIDR[0]', 'must be a string');
+  });
+});
+
+describe('lenient where the meaning is unambiguous', () => {
+  it('an unquoted integer port is read as that port, with a warning', () => {
+    const l = parse(cnp(E + 'egress:\n- toPorts: [{ports: [{port: 80, protocol: TCP}]}]'));
+    assert.deepEqual(errors(l), []);
+    assert.ok(warnings(l).some((w) => w.field === 'spec.egress[0].toPorts[0].ports[0].port' && w.message.includes('quote it: "80"')));
+    assert.equal(l.rules[0]!.egress[0]!.toPorts[0]!.ports[0]!.port, 80);
   });
 });
 
