@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * @module observe/flows
+ *
+ * Flow records as `membrane observe --json` prints them (DESIGN §3.4), built from the
+ * datapath's verdict events, and the bounded store the agent keeps them in.
+ *
+ * A side (egress of the source, ingress of the destination) is reported as in `policy trace`:
+ * `enforced`, `verdict`, `allowedBy` / `deniedBy` (the policies behind the deciding map entry's
+ * cookie), and `reason` (`default deny` when no entry matched).
+ */
+import type { SideVerdict, VerdictEvent } from '../datapath/index.ts';
+import { isSyntheticOrigin, protoName } from '../policy/types.ts';
+
+export interface FlowPeer {
+  namespace: string | null;
+  name: string | null;
+  identity: number;
+  ip: string;
+  port: number;
+}
+
+export interface FlowSide {
+  enforced: boolean;
+  verdict: 'allowed' | 'denied' | 'audit';
+  allowedBy: string[];
+  deniedBy: string[];
+  reason: string;
+}
+
+export interface FlowRecord {
+  time: string;
+  verdict: 'FORWARDED' | 'DROPPED' | 'AUDIT' | 'REDIRECTED';
+  dropReason: string | null;
+  source: FlowPeer;
+  destination: FlowPeer;
+  protocol: string;
+  egress: FlowSide;
+  ingress: FlowSide;
+  l7: Record<string, unknown> | null;
+  /** How many identical drops this record stands for (drops of one flow are folded). */
+  count?: number;
+}
+
+/** What the flow builder needs from the agent. */
+export interface FlowContext {
+  /** Endpoint `namespace/name` owning an address, if any. */
+  endpointOfIp(ip: string): string | undefined;
+  /** Policies behind a policy-map cookie. */
+  originsOfCookie(cookie: number): string[];
+  /** Wall-clock ms of a bpf_ktime_get_ns() timestamp. */
+  wallClockOf(tsNs: bigint): number;
+}
+
+function peer(ctx: FlowContext, ip: string, port: number, identity: number): FlowPeer {
+  const ref = ctx.endpointOfIp(ip);
+  const [namespace, name] = ref ? ref.split('/') : [null, null];
+  return { namespace: namespace ?? null, name: name ?? null, identity, ip, port };
+}
+
+function side(ctx: FlowContext, s: SideVerdict, what: string): FlowSide {
+  const origins = s.cookie ? ctx.originsOfCookie(s.cookie) : [];
+  const policies = origins.filter((o) => !isSyntheticOrigin(o));
+  const why = policies.length ? policies.join(', ') : origins.length ? origins.join(', ') : 'policy';
+  switch (s.outcome) {
+    case 'allowed':
+      return { enforced: true, verdict: 'allowed', allowedBy: policies, deniedBy: [], reason: `allowed by ${why}` };
+    case 'redirected':
+      return { enforced: true, verdict: 'allowed', allowedBy: policies, deniedBy: [], reason: `redirected to the proxy by ${why}` };
+    case 'denied':
+      return { enforced: true, verdict: s.audited ? 'audit' : 'denied', allowedBy: [], deniedBy: policies, reason: `denied by ${why}${s.audited ? ' (audit mode: passed)' : ''}` };
+    case 'default-denied':
+      return { enforced: true, verdict: s.audited ? 'audit' : 'denied', allowedBy: [], deniedBy: [], reason: `default deny${s.audited ? ' (audit mode: passed)' : ''}` };
+    case 'not-enforced':
+      return { enforced: false, verdict: 'allowed', allowedBy: [], deniedBy: [], reason: `no policy selects the ${what} endpoint for this direction` };
+    default:
+      return { enforced: false, verdict: 'allowed', allowedBy: [], deniedBy: [], reason: `the ${what} is not a local endpoint` };
+  }
+}
+
+/** Builds the flow record of one verdict event. */
+export function flowOf(ctx: FlowContext, ev: VerdictEvent): FlowRecord {
+  const verdict = ev.verdict === 'UNKNOWN' ? 'FORWARDED' : ev.verdict;
+  return {
+    time: new Date(ctx.wallClockOf(ev.tsNs)).toISOString(),
+    verdict,
+    dropReason: ev.dropReasonName,
+    source: peer(ctx, ev.saddr, ev.sport, ev.srcIdentity),
+    destination: peer(ctx, ev.daddr, ev.dport, ev.dstIdentity),
+    protocol: protoName(ev.proto),
+    egress: side(ctx, ev.egress, 'source'),
+    ingress: side(ctx, ev.ingress, 'destination'),
+    l7: null,
+  };
+}
+
+/** Filters of `membrane observe`. */
+export interface FlowFilter {
+  verdict?: string;
+  /** `namespace/name`, an IP, or `host`/`world` by identity name */
+  from?: string;
+  to?: string;
+}
+
+function peerMatches(p: FlowPeer, ref: string): boolean {
+  if (ref === p.ip) return true;
+  if (p.namespace && `${p.namespace}/${p.name}` === ref) return true;
+  if (!ref.includes('/') && p.namespace === 'default' && p.name === ref) return true;
+  if (ref === 'host') return p.identity === 1;
+  if (ref === 'world') return p.identity === 2;
+  return false;
+}
+
+export function flowMatches(f: FlowRecord, filter: FlowFilter): boolean {
+  if (filter.verdict && f.verdict !== filter.verdict.toUpperCase()) return false;
+  if (filter.from && !peerMatches(f.source, filter.from)) return false;
+  if (filter.to && !peerMatches(f.destination, filter.to)) return false;
+  return true;
+}
+
+/**
+ * The most recent flows, bounded. Drops of the same flow within a few seconds (retransmitted
+ * SYNs) fold into one record with a count, so one decision yields one record.
+ */
+export class FlowStore {
+  readonly capacity: number;
+  readonly #ring: FlowRecord[] = [];
+  #start = 0;
+  readonly #recentDrops = new Map<string, { record: FlowRecord; at: number }>();
+  readonly #listeners = new Set<(f: FlowRecord) => void>();
+
+  constructor(capacity = 20000) {
+    this.capacity = capacity;
+  }
+
+  add(f: FlowRecord, now = Date.now()): void {
+    if (f.verdict === 'DROPPED' || f.verdict === 'AUDIT') {
+      const key = `${f.verdict}|${f.source.ip}|${f.source.port}|${f.destination.ip}|${f.destination.port}|${f.protocol}`;
+      const prev = this.#recentDrops.get(key);
+      if (prev && now - prev.at < 5000) {
+        prev.record.count = (prev.record.count ?? 1) + 1;
+        prev.at = now;
+        return;
+      }
+      this.#recentDrops.set(key, { record: f, at: now });
+      if (this.#recentDrops.size > 4096) {
+        for (const [k, v] of this.#recentDrops) if (now - v.at >= 5000) this.#recentDrops.delete(k);
+      }
+    }
+    if (this.#ring.length < this.capacity) this.#ring.push(f);
+    else {
+      this.#ring[this.#start] = f;
+      this.#start = (this.#start + 1) % this.capacity;
+    }
+    for (const l of this.#listeners) l(f);
+  }
+
+  /** The last `n` flows matching a filter, oldest first. */
+  last(n: number, filter: FlowFilter = {}): FlowRecord[] {
+    const out: FlowRecord[] = [];
+    const len = this.#ring.length;
+    for (let i = len - 1; i >= 0 && out.length < n; i--) {
+      const f = this.#ring[(this.#start + i) % len]!;
+      if (flowMatches(f, filter)) out.push(f);
+    }
+    return out.reverse();
+  }
+
+  get size(): number {
+    return this.#ring.length;
+  }
+
+  /** Calls `fn` for every new flow until the returned function is called. */
+  subscribe(fn: (f: FlowRecord) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+}
