@@ -10,7 +10,7 @@
  * cookie), and `reason` (`default deny` when no entry matched).
  */
 import type { SideVerdict, VerdictEvent } from '../datapath/index.ts';
-import { isSyntheticOrigin, protoName } from '../policy/types.ts';
+import { isSyntheticOrigin, ORIGIN_ALLOW_LOCALHOST, ORIGIN_NO_DEFAULT_DENY, protoName } from '../policy/types.ts';
 
 export interface FlowPeer {
   namespace: string | null;
@@ -52,6 +52,13 @@ export interface FlowContext {
   wallClockOf(tsNs: bigint): number;
 }
 
+/** Readable text of an entry the engine added by itself (not a policy). */
+function syntheticText(origin: string): string {
+  if (origin === ORIGIN_ALLOW_LOCALHOST) return 'allow-localhost (the node may reach its local endpoints)';
+  if (origin === ORIGIN_NO_DEFAULT_DENY) return 'no default deny (enableDefaultDeny: false)';
+  return origin;
+}
+
 function peer(ctx: FlowContext, ip: string, port: number, identity: number): FlowPeer {
   const ref = ctx.endpointOfIp(ip);
   const [namespace, name] = ref ? ref.split('/') : [null, null];
@@ -61,7 +68,7 @@ function peer(ctx: FlowContext, ip: string, port: number, identity: number): Flo
 function side(ctx: FlowContext, s: SideVerdict, what: string): FlowSide {
   const origins = s.cookie ? ctx.originsOfCookie(s.cookie) : [];
   const policies = origins.filter((o) => !isSyntheticOrigin(o));
-  const why = policies.length ? policies.join(', ') : origins.length ? origins.join(', ') : 'policy';
+  const why = policies.length ? policies.join(', ') : origins.length ? origins.map(syntheticText).join(', ') : 'policy';
   switch (s.outcome) {
     case 'allowed':
       return { enforced: true, verdict: 'allowed', allowedBy: policies, deniedBy: [], reason: `allowed by ${why}` };
