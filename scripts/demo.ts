@@ -28,9 +28,12 @@ const colour = (v: string) => {
   return `\x1b[${c}m${v}\x1b[0m`;
 };
 
+const ANSI = new RegExp(String.fromCharCode(27) + '\\[[0-9;]*m', 'g');
+const visible = (s: string) => s.replace(ANSI, '').length;
+
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.replace(/\x1b\[[0-9;]*m/g, '').length)));
-  return rows.map((r) => r.map((c, i) => c + ' '.repeat(widths[i]! - c.replace(/\x1b\[[0-9;]*m/g, '').length)).join('  ')).join('\n') + '\n';
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => visible(r[i]!))));
+  return rows.map((r) => r.map((c, i) => c + ' '.repeat(widths[i]! - visible(c))).join('  ')).join('\n') + '\n';
 }
 
 const short = (p: string) => p.replace('CiliumNetworkPolicy/', 'CNP/').replace('CiliumClusterwideNetworkPolicy/', 'CCNP/').replace(/^NetworkPolicy\//, 'NP/');
