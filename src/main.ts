@@ -10,14 +10,14 @@
  * validation is refused: the objects it would change keep their previous version, the error is
  * reported in `membrane status`, and the policy revision does not change.
  */
-import { existsSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { existsSync, readdirSync, watch, writeFileSync, type Dirent, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type http from 'node:http';
 import { loadPolicyPaths } from './api/load.ts';
 import type { Problem, Rule } from './api/types.ts';
 import { readSettings, type Settings } from './config.ts';
-import { load, ConfigFlags, RingbufReader, PROGRAMS, type LoadedObject } from './datapath/index.ts';
+import { load, query, ConfigFlags, RingbufReader, PROGRAMS, type LoadedObject } from './datapath/index.ts';
 import { readEndpointsFile, type EndpointsFile } from './endpoint/endpoints-file.ts';
 import { EndpointManager } from './endpoint/manager.ts';
 import { listPlumbed } from './endpoint/plumbing.ts';
@@ -135,6 +135,14 @@ export class Agent {
       eventsBurst: this.settings.eventBurst,
       hostIdentity: 1,
     };
+    // every uplink must exist before anything is loaded, pinned or attached
+    for (const u of this.opts.uplinks) {
+      try {
+        query(u, 'ingress');
+      } catch (e) {
+        throw new Error(`uplink ${u}: ${(e as Error).message}; nothing was loaded or attached`);
+      }
+    }
     const lxc = load({ objectPath: path.join(root, 'build', 'bpf', 'bpf_lxc.o'), pinRoot: this.opts.bpfRoot, config });
     this.#objects.push(lxc);
     let fromNetdev: number | undefined;
@@ -154,13 +162,19 @@ export class Agent {
       epIds: new NumberTable(persisted.endpointIds),
       cookies: new NumberTable(persisted.cookies),
     });
-    await this.#reconcile();
-    for (const u of this.opts.uplinks) {
-      this.#manager.attachUplink(u);
-      this.#log(`uplink ${u}: attached`);
-    }
     // remembered for `membrane cleanup`
     writeFileSync(path.join(this.opts.stateDir, 'uplinks.json'), JSON.stringify(this.opts.uplinks));
+    // Uplinks first (each was checked before loading): a failed attach names the interface and
+    // the step and leaves the endpoints untouched (nothing half-programmed).
+    for (const u of this.opts.uplinks) {
+      try {
+        this.#manager.attachUplink(u);
+      } catch (e) {
+        throw new Error(`uplink ${u}: ${(e as Error).message}; endpoints were not programmed`);
+      }
+      this.#log(`uplink ${u}: attached`);
+    }
+    await this.#reconcile();
     this.#persist();
     // events → flows
     const flowCtx: FlowContext = {
@@ -215,11 +229,14 @@ export class Agent {
     const endpointsReload = debounce(() => this.#enqueue('endpoints reload', () => this.reloadEndpoints()));
     for (const p of this.opts.policies) {
       // watch the directory (editors replace files by rename), or the file's directory
-      const dir = existsSync(p) && !p.endsWith('.yaml') && !p.endsWith('.yml') && !p.endsWith('.json') ? p : path.dirname(p);
-      try {
-        this.#watchers.push(watch(dir, { recursive: true }, policyReload));
-      } catch (e) {
-        this.#log(`cannot watch ${dir}: ${(e as Error).message}`);
+      const isDir = existsSync(p) && !p.endsWith('.yaml') && !p.endsWith('.yml') && !p.endsWith('.json');
+      if (isDir) this.#watchTree(p, policyReload);
+      else {
+        try {
+          this.#watchers.push(watch(path.dirname(p), policyReload));
+        } catch (e) {
+          this.#log(`cannot watch ${path.dirname(p)}: ${(e as Error).message}`);
+        }
       }
     }
     const epDir = path.dirname(path.resolve(this.opts.endpoints));
@@ -233,6 +250,44 @@ export class Agent {
     this.#timers.push(setInterval(() => this.#enqueue('plumbing check', () => this.#checkPlumbing()), 2000));
     // Conntrack entries of closed flows expire; keep the LRU map tidy.
     this.#timers.push(setInterval(() => this.#enqueue('persist', () => this.#persist()), 30000));
+  }
+
+  /**
+   * Watches a directory and its subdirectories with one non-recursive watcher each. Node 20's
+   * `recursive: true` on Linux stops reporting a file once it has been replaced by rename (as
+   * editors save), so later edits were missed. New subdirectories are picked up on the next event.
+   */
+  #watchTree(root: string, onChange: () => void): void {
+    const watched = new Set<string>();
+    const scan = (dir: string) => {
+      if (!watched.has(dir)) {
+        try {
+          const forget = () => {
+            w.close();
+            watched.delete(dir);
+          };
+          const w = watch(dir, () => {
+            if (existsSync(dir)) scan(dir);
+            else forget(); // a directory made again under this name gets a new watcher
+            onChange();
+          });
+          w.on('error', forget);
+          watched.add(dir);
+          this.#watchers.push(w);
+        } catch (e) {
+          this.#log(`cannot watch ${dir}: ${(e as Error).message}`);
+          return;
+        }
+      }
+      let entries: Dirent[] = [];
+      try {
+        entries = readdirSync(dir, { withFileTypes: true });
+      } catch {
+        /* gone */
+      }
+      for (const ent of entries) if (ent.isDirectory()) scan(path.join(dir, ent.name));
+    };
+    scan(root);
   }
 
   async #checkPlumbing(): Promise<void> {
