@@ -12,7 +12,7 @@
  *    an endpoint entry is not ours to enforce);
  * 2. within a change, additions and updates are written before deletions;
  * 3. an endpoint whose policy cannot be computed keeps what the maps hold (or, when it never
- *    had a policy, is not attached and so is not marked ready).
+ *    had a policy, denies everything in both directions); either way it is not marked ready.
  */
 import { attach, detach, type EndpointsMap, type IpcacheMap, type PolicyMap, type PolicyEntryDesc, type PolicyKeyDesc, endpointFlags, PROGRAMS } from '../datapath/index.ts';
 import type { EngineChanges, PolicyEngine } from '../policy/engine.ts';
@@ -40,6 +40,11 @@ export interface EnforcedEndpoint {
   revision: number;
   attached: boolean;
   error?: string;
+}
+
+/** A policy map key as text (for set membership). */
+function policyKeyText(d: PolicyKeyDesc): string {
+  return `${d.epId}/${d.identity}/${d.egress ? 1 : 0}/${d.proto}/${d.port}/${d.portPrefixLen}`;
 }
 
 export class EndpointManager {
@@ -115,7 +120,7 @@ export class EndpointManager {
   reconcile(plumbed: Array<{ endpoint: EndpointEntry; ifname: string; ifindex: number }>, revision: number): Map<string, string> {
     const errors = new Map<string, string>();
     const desired = new Map<string, PolicyEntryDesc>();
-    const keyOf = (d: PolicyKeyDesc) => `${d.epId}/${d.identity}/${d.egress ? 1 : 0}/${d.proto}/${d.port}/${d.portPrefixLen}`;
+    const keyOf = policyKeyText;
     const live = new Map<string, EnforcedEndpoint>();
     for (const p of plumbed) {
       const ref = `${p.endpoint.namespace}/${p.endpoint.name}`;
@@ -147,8 +152,10 @@ export class EndpointManager {
     for (const [ref, e] of live) this.enforced.set(ref, e);
     this.syncIpcache();
     for (const e of live.values()) {
-      if (e.error && e.revision === 0 && !this.#endpoints.get(e.ifindex)) continue; // never had a policy: not ours yet
-      this.#endpoints.set(e.ifindex, { epId: e.epId, identity: this.#engine.endpoint(e.ref)!.identity.id, flags: e.error ? this.#endpoints.get(e.ifindex)?.flags ?? 0 : this.#flags(e.ref) });
+      // An endpoint whose policy cannot be computed keeps its flags; one that never had any is
+      // enforced in both directions with no entries: it denies (fail closed, never wide open).
+      const flags = e.error ? (this.#endpoints.get(e.ifindex)?.flags ?? endpointFlags({ ingress: true, egress: true, audit: false })) : this.#flags(e.ref);
+      this.#endpoints.set(e.ifindex, { epId: e.epId, identity: this.#engine.endpoint(e.ref)!.identity.id, flags });
     }
     const stale = current.filter((c) => !desired.has(keyOf(c)));
     this.#policy.deleteMany(stale);
@@ -157,7 +164,6 @@ export class EndpointManager {
     for (const [ifindex] of this.#endpoints.entries()) if (!liveIfindexes.has(ifindex)) this.#endpoints.delete(ifindex);
     // attach (atomic replace of a previous run's programs)
     for (const e of live.values()) {
-      if (e.error && e.revision === 0) continue;
       try {
         attach(e.ifname, 'ingress', this.#programs.fromContainer);
         attach(e.ifname, 'egress', this.#programs.toContainer);
@@ -220,9 +226,29 @@ export class EndpointManager {
       if (e) e.error = err.message;
     }
     const deletes: PolicyKeyDesc[] = [];
+    // An endpoint that had an error holds an older policy (or none) in the maps, not the state
+    // the engine's changes are relative to: write its full policy and drop what is not in it.
+    const resynced = new Set<string>();
+    for (const e of this.enforced.values()) {
+      if (!e.error || changes.errors.has(e.ref)) continue;
+      try {
+        const view = this.#engine.endpointPolicy(e.ref);
+        const desired = new Map<string, PolicyEntryDesc>();
+        for (const x of view.mapState.unsortedEntries()) {
+          const d = this.#desc(e.epId, x.key, x.entry);
+          desired.set(policyKeyText(d), d);
+        }
+        this.#policy.upsertMany(desired.values());
+        for (const cur of this.#policy.list(e.epId)) if (!desired.has(policyKeyText(cur))) deletes.push(cur);
+        resynced.add(e.ref);
+      } catch (err) {
+        errors.set(e.ref, (err as Error).message);
+        e.error = (err as Error).message;
+      }
+    }
     for (const [ref, mc] of changes.byEndpoint) {
       const e = this.enforced.get(ref);
-      if (!e || changes.errors.has(ref)) continue;
+      if (!e || changes.errors.has(ref) || resynced.has(ref) || e.error) continue;
       // 2. adds and updates first
       this.#policy.upsertMany(mc.adds.map((a) => this.#desc(e.epId, a.key, a.entry)));
       for (const k of mc.deletes) deletes.push(this.#desc(e.epId, k));
@@ -230,7 +256,7 @@ export class EndpointManager {
     this.syncIpcache();
     // 1. flags after entries
     for (const e of this.enforced.values()) {
-      if (changes.errors.has(e.ref)) continue;
+      if (changes.errors.has(e.ref) || (e.error && !resynced.has(e.ref))) continue;
       try {
         const ep = this.#engine.endpoint(e.ref);
         if (!ep) continue;
