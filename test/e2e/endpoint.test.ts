@@ -230,7 +230,9 @@ describe('membrane endpoint up/down', { skip: privilegedSkip() }, () => {
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /nope\.yaml:0: cannot read endpoints file/);
     assert.equal((await node.membrane(['endpoint', 'up'])).code, 2, 'missing --endpoints is a usage error');
-    assert.deepEqual(await netnsNames(), namesBefore);
+    // only this node's namespaces: other test runs may add or remove theirs meanwhile
+    const mine = (names: string[]) => names.filter((n) => n === node.name || n.startsWith(`${node.name}-`)).sort();
+    assert.deepEqual(mine(await netnsNames()), mine(namesBefore));
   });
 
   test('down removes exactly what up made, twice is fine', async () => {
