@@ -26,7 +26,7 @@ function sideText(s: FlowSide): string {
 export function formatFlow(f: FlowRecord): string {
   const verdict = f.verdict + (f.dropReason ? ` (${f.dropReason})` : '');
   const l7 = f.l7 ? ` ${JSON.stringify(f.l7)}` : '';
-  return `${f.time}  ${name(f.source)} -> ${name(f.destination)} ${f.protocol}  ${verdict}  egress: ${sideText(f.egress)}; ingress: ${sideText(f.ingress)}${f.count && f.count > 1 ? `  ×${f.count}` : ''}${l7}\n`;
+  return `${f.time}  ${name(f.source)} -> ${name(f.destination)} ${f.protocol}  ${verdict}  egress: ${sideText(f.egress)}; ingress: ${sideText(f.ingress)}${l7}\n`;
 }
 
 export async function run(argv: string[], io: CliIo): Promise<number> {

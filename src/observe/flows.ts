@@ -38,8 +38,6 @@ export interface FlowRecord {
   egress: FlowSide;
   ingress: FlowSide;
   l7: Record<string, unknown> | null;
-  /** How many identical drops this record stands for (drops of one flow are folded). */
-  count?: number;
 }
 
 /** What the flow builder needs from the agent. */
@@ -127,7 +125,7 @@ export function flowMatches(f: FlowRecord, filter: FlowFilter): boolean {
 
 /**
  * The most recent flows, bounded. Drops of the same flow within a few seconds (retransmitted
- * SYNs) fold into one record with a count, so one decision yields one record.
+ * SYNs) fold into the first record, so one decision yields one record (DESIGN §3.4).
  */
 export class FlowStore {
   readonly capacity: number;
@@ -145,8 +143,7 @@ export class FlowStore {
       const key = `${f.verdict}|${f.source.ip}|${f.source.port}|${f.destination.ip}|${f.destination.port}|${f.protocol}`;
       const prev = this.#recentDrops.get(key);
       if (prev && now - prev.at < 5000) {
-        prev.record.count = (prev.record.count ?? 1) + 1;
-        prev.at = now;
+        prev.at = now; // a retransmission of a flow already reported
         return;
       }
       this.#recentDrops.set(key, { record: f, at: now });
