@@ -49,7 +49,11 @@ export interface EndpointL7Policy {
   ref: string;
   ips: string[];
   identity: number;
+  /** Audit mode of this endpoint (the endpoints file's `audit`). */
   audit: boolean;
+  /** Whether each direction is enforced (some policy selects the endpoint for it). */
+  ingressEnforced: boolean;
+  egressEnforced: boolean;
   ingress: L7PortPolicy[];
   egress: L7PortPolicy[];
 }
@@ -58,6 +62,8 @@ export interface EndpointL7Policy {
 export interface L7PolicySnapshot {
   revision: number;
   endpoints: EndpointL7Policy[];
+  /** Global audit mode (`membrane agent --audit`). */
+  globalAudit: boolean;
 }
 
 /**
@@ -68,7 +74,16 @@ export interface L7PolicySnapshot {
 export function endpointL7Policy(engine: PolicyEngine, ep: EngineEndpoint): EndpointL7Policy {
   const view = engine.endpointPolicy(ep.ref);
   const ports = engine.portResolver(ep);
-  const out: EndpointL7Policy = { ref: ep.ref, ips: ep.spec.ips, identity: ep.identity.id, audit: !!ep.spec.audit, ingress: [], egress: [] };
+  const out: EndpointL7Policy = {
+    ref: ep.ref,
+    ips: ep.spec.ips,
+    identity: ep.identity.id,
+    audit: !!ep.spec.audit,
+    ingressEnforced: view.selectorPolicy.ingress.enforced,
+    egressEnforced: view.selectorPolicy.egress.enforced,
+    ingress: [],
+    egress: [],
+  };
   for (const dir of DIRECTIONS) {
     for (const f of view.selectorPolicy[dir].filters.values()) {
       // (port spec) → rules; named ports may resolve to different ports per peer
@@ -118,7 +133,7 @@ export function endpointL7Policy(engine: PolicyEngine, ep: EngineEndpoint): Endp
  * The L7 policy of every endpoint, or of the endpoints named. Endpoints whose policy cannot be
  * computed are left out (the proxy keeps their last rules).
  */
-export function buildL7Snapshot(engine: PolicyEngine, revision: number, refs?: Iterable<string>): L7PolicySnapshot {
+export function buildL7Snapshot(engine: PolicyEngine, revision: number, globalAudit: boolean, refs?: Iterable<string>): L7PolicySnapshot {
   const endpoints: EndpointL7Policy[] = [];
   const wanted = refs ? new Set(refs) : null;
   for (const ep of engine.endpoints()) {
@@ -129,7 +144,7 @@ export function buildL7Snapshot(engine: PolicyEngine, revision: number, refs?: I
       /* reported by the agent; the proxy keeps what it had */
     }
   }
-  return { revision, endpoints };
+  return { revision, endpoints, globalAudit };
 }
 
 /** A request as the proxy (or trace) sees it. */
