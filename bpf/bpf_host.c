@@ -14,7 +14,9 @@
 /*
  * handle_ipv4_from_netdev: only packets to a local endpoint are ours; the
  * rest (the node's own traffic) passes untouched. Replies/related packets of
- * known flows pass; the rest is checked against the destination endpoint's
+ * known flows pass; established flows may reuse their cached decision
+ * (decision_cached; it depends on no ifindex: dec_ifindex 0); the rest is
+ * checked against the destination endpoint's
  * INGRESS policy with the source identity from ipcache (miss = world).
  * Returns CTX_ACT_OK or a DROP_* code.
  */
@@ -46,6 +48,8 @@ static __always_inline int handle_ipv4_from_netdev(struct __sk_buff *skb, const 
 	d->ct = ct_lookup4(&d->pkt, d->now, &d->ct_entry);
 	if (d->ct == CT_REPLY || d->ct == CT_RELATED)
 		return decision_known(skb, d, true);
+	if (decision_cached(skb, d))
+		return CTX_ACT_OK;
 
 	src = ipcache_lookup4(d->pkt.saddr);
 	d->ev.src_identity = ipcache_identity(src);
@@ -68,6 +72,7 @@ int mbr_from_netdev(struct __sk_buff *skb)
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return CTX_ACT_OK;
 
+	/* Reads the policy revision: before the config and ipcache. */
 	decision_init(skb, &d, OBS_FROM_NETDEV, DIR_INGRESS);
 	cfg = config_get();
 	if (!cfg) {

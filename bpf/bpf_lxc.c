@@ -15,6 +15,8 @@
 /*
  * handle_ipv4_from_lxc: a packet from local endpoint @src_ep.
  *  - the proxy's own traffic and replies/related packets of known flows pass;
+ *  - a forward packet of an established flow whose decision is cached at the
+ *    current policy revision for this veth reuses it (decision_cached);
  *  - otherwise the destination identity comes from ipcache (miss = world) and
  *    the source's EGRESS policy is evaluated, plus, when the destination is a
  *    local endpoint, that endpoint's INGRESS policy with the source identity
@@ -44,6 +46,11 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
 	if (d->ct == CT_REPLY || d->ct == CT_RELATED)
 		return decision_known(skb, d, true);
 
+	/* The decision depends on the source veth (its endpoint's egress). */
+	d->dec_ifindex = skb->ingress_ifindex;
+	if (decision_cached(skb, d))
+		return CTX_ACT_OK;
+
 	dst = ipcache_lookup4(d->pkt.daddr);
 	d->ev.dst_identity = ipcache_identity(dst);
 	if (dst && dst->ep_id) {
@@ -63,7 +70,8 @@ static __always_inline int handle_ipv4_from_lxc(struct __sk_buff *skb, const str
  * decided (from the node itself, or from an interface without
  * mbr_from_netdev; packets marked decided never get here). The proxy's upstream traffic
  * (recorded in conntrack so the endpoint's replies pass) and replies/related
- * packets of known flows pass; the rest is checked against the endpoint's
+ * packets of known flows pass; established flows may reuse their cached
+ * decision (decision_cached); the rest is checked against the endpoint's
  * INGRESS policy with the source identity from ipcache (miss: the node's
  * identity for locally generated packets, world otherwise).
  */
@@ -80,16 +88,25 @@ static __always_inline int handle_ipv4_to_lxc(struct __sk_buff *skb, const struc
 	if (IS_ERR(ret))
 		return ret;
 
+	/* The decision depends on the destination veth and, on an ipcache miss,
+	 * on whether the node itself sent the packet. */
+	d->dec_ifindex = skb->ifindex;
+	if (!skb->ingress_ifindex)
+		d->dec_flags |= CT_DEC_F_NODE;
+
 	d->ct = ct_lookup4(&d->pkt, d->now, &d->ct_entry);
 	if (proxy_marked(skb, &proxy_identity)) {
+		/* No policy decision: nothing to cache (dec 0). */
 		ret = ct_update4(&d->pkt, d->ct == CT_ESTABLISHED ? d->ct_entry : NULL, d->now,
-				 proxy_identity, 0, CT_F_FROM_PROXY);
+				 proxy_identity, 0, CT_F_FROM_PROXY, 0, d->dec_ifindex);
 		if (IS_ERR(ret))
 			return ret;
 		return decision_known(skb, d, false);
 	}
 	if (d->ct == CT_REPLY || d->ct == CT_RELATED)
 		return decision_known(skb, d, false);
+	if (decision_cached(skb, d))
+		return CTX_ACT_OK;
 
 	src = ipcache_lookup4(d->pkt.saddr);
 	if (src) {
@@ -116,12 +133,13 @@ int mbr_from_container(struct __sk_buff *skb)
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
 		return CTX_ACT_OK;
+	/* Reads the policy revision: before the endpoint and config. */
+	decision_init(skb, &d, OBS_FROM_CONTAINER, DIR_EGRESS);
 	/* On tc ingress ingress_ifindex is the veth itself. */
 	ep = endpoint_lookup(skb->ingress_ifindex);
 	if (!ep)
 		return CTX_ACT_OK;	/* not a Membrane endpoint */
 
-	decision_init(skb, &d, OBS_FROM_CONTAINER, DIR_EGRESS);
 	cfg = config_get();
 	if (!cfg) {
 		ret = DROP_NO_CONFIG;
@@ -153,11 +171,12 @@ int mbr_to_container(struct __sk_buff *skb)
 	 * nothing left to check. Before any other work: the common case. */
 	if ((skb->mark & MARK_MAGIC_MASK) == MARK_MAGIC_DECIDED)
 		return CTX_ACT_OK;
+	/* Reads the policy revision: before the endpoint and config. */
+	decision_init(skb, &d, OBS_TO_CONTAINER, DIR_INGRESS);
 	ep = endpoint_lookup(skb->ifindex);
 	if (!ep)
 		return CTX_ACT_OK;	/* not a Membrane endpoint */
 
-	decision_init(skb, &d, OBS_TO_CONTAINER, DIR_INGRESS);
 	cfg = config_get();
 	if (!cfg) {
 		ret = DROP_NO_CONFIG;

@@ -2,9 +2,12 @@
 /**
  * @module datapath/config-map
  * mbr_config_v1: the datapath's runtime settings (bpf/lib/config.h), read by the programs on every packet.
+ * Audit mode is an input of every decision, so every write bumps the policy revision once, after writing
+ * (datapath/policy-revision), as writes to ipcache, policy and endpoints do.
  */
 import { BpfMap, MapType } from './bpf-map.ts';
 import { DEFAULT_PIN_ROOT, TypedMap, type MapCodec } from './typed-map.ts';
+import { PolicyRevision } from './policy-revision.ts';
 import { CONFIG_ENTRY, ConfigFlags, MAP_NAMES } from './layout.ts';
 import { MapEncodeError } from './errors.ts';
 
@@ -56,12 +59,29 @@ const codec: MapCodec<number, DatapathConfig> = {
 export class ConfigMap extends TypedMap<number, DatapathConfig> {
   static readonly spec = codec.spec;
 
-  static fromFd(fd: number, ownsFd = false): ConfigMap {
-    return new ConfigMap(BpfMap.fromFd(fd, codec.spec, ownsFd), codec);
+  /**
+   * Wraps a map fd (e.g. from a loaded object, which passes its own revision).
+   * @param fd map fd
+   * @param revision the policy revision of the same datapath, bumped after every write
+   * @param ownsFd false leaves the fd to its owner
+   */
+  static fromFd(fd: number, revision: PolicyRevision, ownsFd = false): ConfigMap {
+    return new ConfigMap(BpfMap.fromFd(fd, codec.spec, ownsFd), codec, revision);
   }
 
+  /**
+   * Opens the pinned map of an agent (for the CLI or the proxy), with the pinned policy revision beside it
+   * (closed by close()).
+   * @throws BpfMapError | MapLayoutMismatchError
+   */
   static open(pinRoot: string = DEFAULT_PIN_ROOT): ConfigMap {
-    return new ConfigMap(BpfMap.openPinned(TypedMap.pinPath(pinRoot, codec.spec.name), codec.spec), codec);
+    const revision = PolicyRevision.open(pinRoot);
+    try {
+      return new ConfigMap(BpfMap.openPinned(TypedMap.pinPath(pinRoot, codec.spec.name), codec.spec), codec, revision, true);
+    } catch (e) {
+      revision.close();
+      throw e;
+    }
   }
 
   /** The current configuration. */
@@ -69,7 +89,7 @@ export class ConfigMap extends TypedMap<number, DatapathConfig> {
     return this.get(0) ?? { flags: 0, eventsPerSec: 0, eventsBurst: 0, hostIdentity: 0 };
   }
 
-  /** Replaces the fields given, keeps the others. @returns the new configuration */
+  /** Replaces the fields given, keeps the others; bumps the policy revision. @returns the new configuration */
   update(patch: Partial<DatapathConfig>): DatapathConfig {
     const next = { ...this.read(), ...patch };
     this.set(0, next);

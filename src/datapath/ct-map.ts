@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * @module datapath/ct-map
- * mbr_ct_v1: conntrack (bpf/lib/conntrack.h). The datapath creates and refreshes entries; userspace reads them
+ * mbr_ct_v2: conntrack (bpf/lib/conntrack.h). The datapath creates and refreshes entries; userspace reads them
  * (observe, debugging), deletes flows (e.g. after an endpoint goes away) and may garbage-collect stale ones.
+ * Writes here do not bump the policy revision: deleting a flow makes its next packet a new flow, fully
+ * checked; an entry written from userspace should carry no cached decision (`decision: null`).
  */
 import { BpfMap, MapType } from './bpf-map.ts';
 import { DEFAULT_PIN_ROOT, TypedMap, type MapCodec } from './typed-map.ts';
-import { CT_ENTRY, CT_KEY, MAP_NAMES } from './layout.ts';
+import { C_CONSTANTS, CT_ENTRY, CT_KEY, MAP_NAMES } from './layout.ts';
 import { ipv4Bytes, ipv4Text } from './addr.ts';
 
 /**
@@ -22,6 +24,23 @@ export interface CtKey {
   proto: number;
 }
 
+/**
+ * The forward decision an entry cached (struct ct_entry.decision, one u64: bits 0..39 revision, 40..55 proxy
+ * port, 56..63 CT_DEC_F_*).
+ */
+export interface CtDecision {
+  /** Low 40 bits of the policy revision the decision was made at. */
+  revision: bigint;
+  /** Proxy port (host order) the flow is redirected to, 0 = none. */
+  proxyPort: number;
+  /** OBS_* point of the program that decided (1 from_container, 2 to_container, 3 from_netdev). */
+  obsPoint: number;
+  /** The verdict was AUDIT (audit mode let a would-be drop pass). */
+  audit: boolean;
+  /** to_container: the node itself sent the packets. */
+  nodeOrigin: boolean;
+}
+
 /** Must match struct ct_entry in bpf/lib/conntrack.h. */
 export interface CtEntry {
   /** `last_seen_ns`: bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last refresh, host order. */
@@ -32,6 +51,10 @@ export interface CtEntry {
   proxyPort: number;
   /** `flags`: CtFlags bits. */
   flags: number;
+  /** `decision`: the cached forward decision; null (0) = none, the next forward packet is fully checked. */
+  decision?: CtDecision | null;
+  /** `dec_ifindex`: the ifindex the cached decision belongs to (source veth, destination veth, or 0). */
+  decIfindex?: number;
 }
 
 const K = CT_KEY.fields;
@@ -51,17 +74,49 @@ export function decodeCtKey(b: Buffer): CtKey {
   return { saddr: ipv4Text(b, K.saddr), daddr: ipv4Text(b, K.daddr), sport: b.readUInt16BE(K.sport), dport: b.readUInt16BE(K.dport), proto: b.readUInt8(K.proto) };
 }
 
+const C = C_CONSTANTS;
+const REV_MASK = (1n << BigInt(C.CT_DEC_REV_BITS)) - 1n;
+
+/** Encodes a cached decision into the `decision` word (null → 0). */
+export function encodeCtDecision(d: CtDecision | null | undefined): bigint {
+  if (!d) return 0n;
+  const flags = (d.obsPoint & C.CT_DEC_F_OBS_MASK) | (d.audit ? C.CT_DEC_F_AUDIT : 0) | (d.nodeOrigin ? C.CT_DEC_F_NODE : 0);
+  return (d.revision & REV_MASK) | (BigInt(d.proxyPort & 0xffff) << BigInt(C.CT_DEC_PORT_SHIFT)) | (BigInt(flags) << BigInt(C.CT_DEC_FLAGS_SHIFT));
+}
+
+/** Decodes the `decision` word (0 → null). */
+export function decodeCtDecision(w: bigint): CtDecision | null {
+  if (w === 0n) return null;
+  const flags = Number(w >> BigInt(C.CT_DEC_FLAGS_SHIFT)) & 0xff;
+  return {
+    revision: w & REV_MASK,
+    proxyPort: Number((w >> BigInt(C.CT_DEC_PORT_SHIFT)) & 0xffffn),
+    obsPoint: flags & C.CT_DEC_F_OBS_MASK,
+    audit: (flags & C.CT_DEC_F_AUDIT) !== 0,
+    nodeOrigin: (flags & C.CT_DEC_F_NODE) !== 0,
+  };
+}
+
 export function encodeCtEntry(e: CtEntry): Buffer {
   const b = Buffer.alloc(CT_ENTRY.size);
   b.writeBigUInt64LE(e.lastSeenNs, E.last_seen_ns);
   b.writeUInt32LE(e.srcIdentity >>> 0, E.src_identity);
   b.writeUInt16BE(e.proxyPort, E.proxy_port);
   b.writeUInt8(e.flags, E.flags);
+  b.writeBigUInt64LE(encodeCtDecision(e.decision), E.decision);
+  b.writeUInt32LE((e.decIfindex ?? 0) >>> 0, E.dec_ifindex);
   return b;
 }
 
 export function decodeCtEntry(b: Buffer): CtEntry {
-  return { lastSeenNs: b.readBigUInt64LE(E.last_seen_ns), srcIdentity: b.readUInt32LE(E.src_identity), proxyPort: b.readUInt16BE(E.proxy_port), flags: b.readUInt8(E.flags) };
+  return {
+    lastSeenNs: b.readBigUInt64LE(E.last_seen_ns),
+    srcIdentity: b.readUInt32LE(E.src_identity),
+    proxyPort: b.readUInt16BE(E.proxy_port),
+    flags: b.readUInt8(E.flags),
+    decision: decodeCtDecision(b.readBigUInt64LE(E.decision)),
+    decIfindex: b.readUInt32LE(E.dec_ifindex),
+  };
 }
 
 const codec: MapCodec<CtKey, CtEntry> = {
@@ -72,7 +127,7 @@ const codec: MapCodec<CtKey, CtEntry> = {
   decodeValue: decodeCtEntry,
 };
 
-/** Typed mbr_ct_v1. */
+/** Typed mbr_ct_v2. */
 export class CtMap extends TypedMap<CtKey, CtEntry> {
   static readonly spec = codec.spec;
 

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * @module datapath/endpoints-map
- * mbr_endpoint_v1: host-side veth ifindex → local endpoint (id, identity, enforcement flags).
+ * mbr_endpoint_v1: host-side veth ifindex → local endpoint (id, identity, enforcement flags). Every write
+ * bumps the policy revision once, after writing (datapath/policy-revision): every write to ipcache, policy or
+ * endpoints must be followed by a revision bump, or established flows keep their previous verdict.
  */
 import { BpfMap, MapType } from './bpf-map.ts';
 import { DEFAULT_PIN_ROOT, TypedMap, type MapCodec } from './typed-map.ts';
+import { PolicyRevision } from './policy-revision.ts';
 import { ENDPOINT_INFO, EndpointFlags, MAP_NAMES } from './layout.ts';
 
 /** Key of mbr_endpoint_v1: the host-side veth's ifindex (`__u32`, host order). */
@@ -60,18 +63,37 @@ const codec: MapCodec<EndpointKey, EndpointInfo> = {
 };
 
 /**
- * Typed mbr_endpoint_v1.
+ * Typed mbr_endpoint_v1. set, setMany, delete, deleteMany and clear each bump the policy revision once, after
+ * writing: every write to ipcache, policy or endpoints must be followed by a revision bump, or established
+ * flows keep their previous verdict.
  * @example
  * eps.set(if_nametoindex('lxc1'), { epId: 7, identity: 1234, flags: endpointFlags({ ingress: true, egress: true }) });
  */
 export class EndpointsMap extends TypedMap<EndpointKey, EndpointInfo> {
   static readonly spec = codec.spec;
 
-  static fromFd(fd: number, ownsFd = false): EndpointsMap {
-    return new EndpointsMap(BpfMap.fromFd(fd, codec.spec, ownsFd), codec);
+  /**
+   * Wraps a map fd (e.g. from a loaded object, which passes its own revision).
+   * @param fd map fd
+   * @param revision the policy revision of the same datapath, bumped after every write
+   * @param ownsFd false leaves the fd to its owner
+   */
+  static fromFd(fd: number, revision: PolicyRevision, ownsFd = false): EndpointsMap {
+    return new EndpointsMap(BpfMap.fromFd(fd, codec.spec, ownsFd), codec, revision);
   }
 
+  /**
+   * Opens the pinned map of an agent (for the CLI or the proxy), with the pinned policy revision beside it
+   * (closed by close()).
+   * @throws BpfMapError | MapLayoutMismatchError
+   */
   static open(pinRoot: string = DEFAULT_PIN_ROOT): EndpointsMap {
-    return new EndpointsMap(BpfMap.openPinned(TypedMap.pinPath(pinRoot, codec.spec.name), codec.spec), codec);
+    const revision = PolicyRevision.open(pinRoot);
+    try {
+      return new EndpointsMap(BpfMap.openPinned(TypedMap.pinPath(pinRoot, codec.spec.name), codec.spec), codec, revision, true);
+    } catch (e) {
+      revision.close();
+      throw e;
+    }
   }
 }

@@ -12,7 +12,8 @@ export { BpfMap, MapType, BPF_ANY, BPF_NOEXIST, BPF_EXIST, type MapSpec } from '
 export { IpcacheMap, type IpcacheKey, type IpcacheEntry } from './ipcache-map.ts';
 export { EndpointsMap, endpointFlags, type EndpointInfo, type EndpointKey } from './endpoints-map.ts';
 export { PolicyMap, type PolicyEntryDesc, type PolicyKeyDesc, type PolicyValueDesc } from './policy-map.ts';
-export { CtMap, type CtKey, type CtEntry } from './ct-map.ts';
+export { CtMap, type CtKey, type CtEntry, type CtDecision } from './ct-map.ts';
+export { PolicyRevision, type RevisionBumper } from './policy-revision.ts';
 export { ConfigMap, type DatapathConfig } from './config-map.ts';
 export { MetricsMap, type MetricsCounter } from './metrics-map.ts';
 export { RingbufReader, type RingbufStartOptions } from './ringbuf.ts';

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * @module datapath/ipcache-map
- * mbr_ipcache_v1: IP prefix → identity (and local endpoint). Written by the agent and by the DNS proxy.
+ * mbr_ipcache_v1: IP prefix → identity (and local endpoint). Written by the agent and by the DNS proxy. Every write
+ * bumps the policy revision once, after writing (datapath/policy-revision): every write to ipcache, policy or
+ * endpoints must be followed by a revision bump, or established flows keep their previous verdict.
  */
 import { BpfMap, MapType } from './bpf-map.ts';
 import { DEFAULT_PIN_ROOT, TypedMap, type MapCodec } from './typed-map.ts';
+import { PolicyRevision } from './policy-revision.ts';
 import { IPCACHE_ENTRY, IPCACHE_KEY, MAP_NAMES, C_CONSTANTS } from './layout.ts';
 import { ipv4Bytes, ipv4Text, ipv6Bytes, ipv6Text, parseCidr } from './addr.ts';
 import { MapEncodeError } from './errors.ts';
@@ -87,7 +90,9 @@ const codec: MapCodec<IpcacheKey, IpcacheEntry> = {
 };
 
 /**
- * Typed mbr_ipcache_v1.
+ * Typed mbr_ipcache_v1. set, setMany, setCidr, delete, deleteMany and clear each bump the policy revision once,
+ * after writing: every write to ipcache, policy or endpoints must be followed by a revision bump, or
+ * established flows keep their previous verdict.
  * @example
  * const ipc = IpcacheMap.open('/sys/fs/bpf/membrane');
  * ipc.set({ addr: '10.200.1.10', prefixLen: 32 }, { identity: 1234, epId: 7, ifindex: 12 });
@@ -96,17 +101,32 @@ export class IpcacheMap extends TypedMap<IpcacheKey, IpcacheEntry> {
   /** Map spec (name, type, sizes). */
   static readonly spec = codec.spec;
 
-  /** Wraps a map fd (e.g. from a loaded object); `ownsFd` false leaves the fd to its owner. */
-  static fromFd(fd: number, ownsFd = false): IpcacheMap {
-    return new IpcacheMap(BpfMap.fromFd(fd, codec.spec, ownsFd), codec);
+  /**
+   * Wraps a map fd (e.g. from a loaded object, which passes its own revision).
+   * @param fd map fd
+   * @param revision the policy revision of the same datapath, bumped after every write
+   * @param ownsFd false leaves the fd to its owner
+   */
+  static fromFd(fd: number, revision: PolicyRevision, ownsFd = false): IpcacheMap {
+    return new IpcacheMap(BpfMap.fromFd(fd, codec.spec, ownsFd), codec, revision);
   }
 
-  /** Opens the pinned map of an agent (for the CLI or the proxy). */
+  /**
+   * Opens the pinned map of an agent (for the CLI or the proxy), with the pinned policy revision beside it
+   * (closed by close()).
+   * @throws BpfMapError | MapLayoutMismatchError
+   */
   static open(pinRoot: string = DEFAULT_PIN_ROOT): IpcacheMap {
-    return new IpcacheMap(BpfMap.openPinned(TypedMap.pinPath(pinRoot, codec.spec.name), codec.spec), codec);
+    const revision = PolicyRevision.open(pinRoot);
+    try {
+      return new IpcacheMap(BpfMap.openPinned(TypedMap.pinPath(pinRoot, codec.spec.name), codec.spec), codec, revision, true);
+    } catch (e) {
+      revision.close();
+      throw e;
+    }
   }
 
-  /** Sets a prefix given as CIDR text (`10.0.0.0/8`, or a bare address for a host prefix). */
+  /** Sets a prefix given as CIDR text (`10.0.0.0/8`, or a bare address for a host prefix); bumps the revision. */
   setCidr(cidr: string, entry: IpcacheEntry): void {
     const { addr, prefixLen } = parseCidr(cidr);
     this.set({ addr, prefixLen }, entry);

@@ -37,8 +37,12 @@ export const POLICY_KEY = layout('policy_key', 'policy.h', 16, { prefixlen: 0, e
 export const POLICY_ENTRY = layout('policy_entry', 'policy.h', 8, { proxy_port: 0, deny: 2, lpm_prefix_len: 3, cookie: 4 });
 /** Must match struct ct_key in bpf/lib/conntrack.h. */
 export const CT_KEY = layout('ct_key', 'conntrack.h', 16, { saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12, pad: 13 });
-/** Must match struct ct_entry in bpf/lib/conntrack.h. */
-export const CT_ENTRY = layout('ct_entry', 'conntrack.h', 16, { last_seen_ns: 0, src_identity: 8, proxy_port: 12, flags: 14, pad: 15 });
+/** Must match struct ct_entry in bpf/lib/conntrack.h (mbr_ct_v2; v1 was 16 bytes, without the cached decision). */
+export const CT_ENTRY = layout('ct_entry', 'conntrack.h', 32, {
+  last_seen_ns: 0, src_identity: 8, proxy_port: 12, flags: 14, pad: 15, decision: 16, dec_ifindex: 24, pad2: 28,
+});
+/** Must match struct polrev_entry in bpf/lib/polrev.h (the one value of mbr_polrev_v1). */
+export const POLREV_ENTRY = layout('polrev_entry', 'polrev.h', 8, { revision: 0 });
 /** Must match struct config_entry in bpf/lib/config.h. */
 export const CONFIG_ENTRY = layout('config_entry', 'config.h', 16, { flags: 0, events_per_sec: 4, events_burst: 8, host_identity: 12 });
 /** Must match struct metrics_key in bpf/lib/metrics.h. */
@@ -57,7 +61,7 @@ export const VERDICT_EVENT = layout('verdict_event', 'events.h', 64, {
 
 /** Every mirrored struct, for the layout test. */
 export const ALL_LAYOUTS: readonly StructLayout[] = [
-  IPCACHE_KEY, IPCACHE_ENTRY, ENDPOINT_INFO, POLICY_KEY, POLICY_ENTRY, CT_KEY, CT_ENTRY, CONFIG_ENTRY,
+  IPCACHE_KEY, IPCACHE_ENTRY, ENDPOINT_INFO, POLICY_KEY, POLICY_ENTRY, CT_KEY, CT_ENTRY, POLREV_ENTRY, CONFIG_ENTRY,
   METRICS_KEY, METRICS_ENTRY, EVRATE_STATE, VERDICT_EVENT,
 ];
 
@@ -66,7 +70,8 @@ export const MAP_NAMES = {
   ipcache: 'mbr_ipcache_v1',
   endpoints: 'mbr_endpoint_v1',
   policy: 'mbr_policy_v1',
-  ct: 'mbr_ct_v1',
+  ct: 'mbr_ct_v2',
+  polrev: 'mbr_polrev_v1',
   events: 'mbr_events_v1',
   config: 'mbr_config_v1',
   evrate: 'mbr_evrate_v1',
@@ -134,6 +139,12 @@ export const C_CONSTANTS = {
   CT_F_SEEN_REPLY: 0x04,
   CT_F_FROM_PROXY: 0x08,
   CT_F_AUDITED: 0x10,
+  CT_DEC_REV_BITS: 40,
+  CT_DEC_PORT_SHIFT: 40,
+  CT_DEC_FLAGS_SHIFT: 56,
+  CT_DEC_F_OBS_MASK: 0x03,
+  CT_DEC_F_AUDIT: 0x04,
+  CT_DEC_F_NODE: 0x08,
   // config.h
   CFG_F_AUDIT: 0x01,
   CFG_F_NO_FLOW_EVENTS: 0x02,

@@ -28,6 +28,7 @@ import { EndpointsMap } from './endpoints-map.ts';
 import { PolicyMap } from './policy-map.ts';
 import { CtMap } from './ct-map.ts';
 import { MetricsMap } from './metrics-map.ts';
+import { PolicyRevision } from './policy-revision.ts';
 
 export { DEFAULT_PIN_ROOT };
 
@@ -70,13 +71,18 @@ export interface LoadedObject {
   program(name: string): number;
   /** @returns the fd of a map @throws BpfLoadError when the object has no such map */
   mapFd(name: string): number;
-  /** Typed views of the maps (they share the object's fds; do not use them after close()). */
+  /**
+   * Typed views of the maps (they share the object's fds; do not use them after close()). The ipcache,
+   * endpoints, policy and config views bump {@link LoadedObject.revision} after every write.
+   */
   ipcache(): IpcacheMap;
   endpoints(): EndpointsMap;
   policy(): PolicyMap;
   ct(): CtMap;
   config(): ConfigMap;
   metrics(): MetricsMap;
+  /** The policy revision (mbr_polrev_v1), mmapped once per object and shared by its views; closed by close(). */
+  revision(): PolicyRevision;
   /** Releases the object (bpf_object__close). Attached programs and pinned maps stay. Idempotent. */
   close(): void;
 }
@@ -173,6 +179,12 @@ function makeLoaded(obj: Ptr, objectPath: string, pinRoot: string, programs: Rec
     if (fd === undefined) throw new BpfLoadError(`${path.basename(objectPath)} has no map ${name}`, { step: 'find_map', map: name });
     return fd;
   };
+  let revision: PolicyRevision | undefined;
+  const rev = (): PolicyRevision => {
+    if (closed) throw new BpfLoadError('object is closed', { step: 'use', map: MAP_NAMES.polrev });
+    revision ??= PolicyRevision.fromFd(mapFd(MAP_NAMES.polrev));
+    return revision;
+  };
   return {
     objectPath,
     pinRoot,
@@ -185,14 +197,16 @@ function makeLoaded(obj: Ptr, objectPath: string, pinRoot: string, programs: Rec
       return fd;
     },
     mapFd,
-    ipcache: () => IpcacheMap.fromFd(mapFd(MAP_NAMES.ipcache)),
-    endpoints: () => EndpointsMap.fromFd(mapFd(MAP_NAMES.endpoints)),
-    policy: () => PolicyMap.fromFd(mapFd(MAP_NAMES.policy)),
+    ipcache: () => IpcacheMap.fromFd(mapFd(MAP_NAMES.ipcache), rev()),
+    endpoints: () => EndpointsMap.fromFd(mapFd(MAP_NAMES.endpoints), rev()),
+    policy: () => PolicyMap.fromFd(mapFd(MAP_NAMES.policy), rev()),
     ct: () => CtMap.fromFd(mapFd(MAP_NAMES.ct)),
-    config: () => ConfigMap.fromFd(mapFd(MAP_NAMES.config)),
+    config: () => ConfigMap.fromFd(mapFd(MAP_NAMES.config), rev()),
     metrics: () => MetricsMap.fromFd(mapFd(MAP_NAMES.metrics)),
+    revision: rev,
     close(): void {
       if (closed) return;
+      revision?.close();
       closed = true;
       libbpf().bpf_object__close(obj);
     },

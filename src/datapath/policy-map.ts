@@ -3,9 +3,12 @@
  * @module datapath/policy-map
  * mbr_policy_v1: the policy of every local endpoint in one LPM trie (bpf/lib/policy.h). The policy engine
  * describes entries purely ({@link PolicyEntryDesc}); only this module knows how they become keys and values.
+ * Every write bumps the policy revision once, after writing (datapath/policy-revision): every write to ipcache, policy or
+ * endpoints must be followed by a revision bump, or established flows keep their previous verdict.
  */
 import { BpfMap, MapType } from './bpf-map.ts';
 import { DEFAULT_PIN_ROOT, TypedMap, type MapCodec } from './typed-map.ts';
+import { PolicyRevision } from './policy-revision.ts';
 import { C_CONSTANTS, MAP_NAMES, POLICY_ENTRY, POLICY_KEY } from './layout.ts';
 import { MapEncodeError } from './errors.ts';
 
@@ -129,8 +132,21 @@ function keyOf(d: PolicyEntryDesc): PolicyKeyDesc {
   return { epId: d.epId, identity: d.identity, egress: d.egress, proto: d.proto, port: d.port, portPrefixLen: d.portPrefixLen };
 }
 
+function encodeEntries(entries: Iterable<PolicyEntryDesc>): { keys: Buffer[]; values: Buffer[] } {
+  const keys: Buffer[] = [];
+  const values: Buffer[] = [];
+  for (const d of entries) {
+    const k = keyOf(d);
+    keys.push(encodePolicyKey(k));
+    values.push(encodePolicyValue(d, k));
+  }
+  return { keys, values };
+}
+
 /**
- * Typed mbr_policy_v1.
+ * Typed mbr_policy_v1. Each write call (set, upsert, setMany, upsertMany, apply, delete, deleteMany,
+ * deleteEndpoint, clear) bumps the policy revision once, after writing: every write to ipcache, policy or
+ * endpoints must be followed by a revision bump, or established flows keep their previous verdict.
  * @example
  * const pm = PolicyMap.open();
  * // endpoint 7 may reach identity 1234 on TCP 8080-8083 (one prefix /14)
@@ -139,18 +155,37 @@ function keyOf(d: PolicyEntryDesc): PolicyKeyDesc {
 export class PolicyMap extends TypedMap<PolicyKeyDesc, PolicyValueDesc> {
   static readonly spec = codec.spec;
 
-  static fromFd(fd: number, ownsFd = false): PolicyMap {
-    return new PolicyMap(BpfMap.fromFd(fd, codec.spec, ownsFd), codec);
+  /**
+   * Wraps a map fd (e.g. from a loaded object, which passes its own revision).
+   * @param fd map fd
+   * @param revision the policy revision of the same datapath, bumped after every write
+   * @param ownsFd false leaves the fd to its owner
+   */
+  static fromFd(fd: number, revision: PolicyRevision, ownsFd = false): PolicyMap {
+    return new PolicyMap(BpfMap.fromFd(fd, codec.spec, ownsFd), codec, revision);
   }
 
+  /**
+   * Opens the pinned map of an agent (for the CLI or the proxy), with the pinned policy revision beside it
+   * (closed by close()).
+   * @throws BpfMapError | MapLayoutMismatchError
+   */
   static open(pinRoot: string = DEFAULT_PIN_ROOT): PolicyMap {
-    return new PolicyMap(BpfMap.openPinned(TypedMap.pinPath(pinRoot, codec.spec.name), codec.spec), codec);
+    const revision = PolicyRevision.open(pinRoot);
+    try {
+      return new PolicyMap(BpfMap.openPinned(TypedMap.pinPath(pinRoot, codec.spec.name), codec.spec), codec, revision, true);
+    } catch (e) {
+      revision.close();
+      throw e;
+    }
   }
 
   /** Inserts or replaces one entry. */
   upsert(d: PolicyEntryDesc): void {
     const k = keyOf(d);
-    this.raw.update(encodePolicyKey(k), encodePolicyValue(d, k));
+    const key = encodePolicyKey(k);
+    const value = encodePolicyValue(d, k);
+    this.written(() => this.raw.update(key, value));
   }
 
   /** Same as {@link upsert} (value derived from the key). */
@@ -160,14 +195,8 @@ export class PolicyMap extends TypedMap<PolicyKeyDesc, PolicyValueDesc> {
 
   /** Inserts or replaces many entries with bpf_map_update_batch. */
   upsertMany(entries: Iterable<PolicyEntryDesc>): void {
-    const keys: Buffer[] = [];
-    const values: Buffer[] = [];
-    for (const d of entries) {
-      const k = keyOf(d);
-      keys.push(encodePolicyKey(k));
-      values.push(encodePolicyValue(d, k));
-    }
-    this.raw.updateBatch(keys, values);
+    const { keys, values } = encodeEntries(entries);
+    this.written(() => this.raw.updateBatch(keys, values));
   }
 
   override setMany(entries: Iterable<readonly [PolicyKeyDesc, PolicyValueDesc]>): void {
@@ -176,11 +205,16 @@ export class PolicyMap extends TypedMap<PolicyKeyDesc, PolicyValueDesc> {
 
   /**
    * Applies an incremental change set (the shape of the policy engine's MapChanges): deletes first, then adds,
-   * so a key that is deleted and re-added ends up present.
+   * so a key that is deleted and re-added ends up present. Everything is encoded before anything is written
+   * (a bad entry throws with the map untouched), and the revision is bumped once, after both.
    */
   apply(changes: { adds: Iterable<PolicyEntryDesc>; deletes: Iterable<PolicyKeyDesc> }): void {
-    this.deleteMany(changes.deletes);
-    this.upsertMany(changes.adds);
+    const deletes = [...changes.deletes].map((k) => encodePolicyKey(k));
+    const { keys, values } = encodeEntries(changes.adds);
+    this.written(() => {
+      this.raw.deleteBatch(deletes);
+      this.raw.updateBatch(keys, values);
+    });
   }
 
   /** Every entry as a description. */

@@ -3,9 +3,16 @@
  * @module datapath/typed-map
  * `TypedMap<K, V>`: a {@link BpfMap} plus a key/value codec. The `*-map.ts` modules subclass it, one per map,
  * and own their codecs; callers never see bytes.
+ *
+ * Maps whose contents the datapath's decisions depend on (ipcache, policy, endpoints, config) are built with a
+ * {@link RevisionBumper}: every write call below (set, delete, setMany, deleteMany, clear) bumps the policy
+ * revision once, after writing, whether or not the write succeeded (bpf/lib/polrev.h; without the bump
+ * established flows keep their previous verdict). Subclasses that write through `raw` wrap the write in
+ * {@link TypedMap.written}.
  */
 import path from 'node:path';
 import { BpfMap, BPF_ANY, type MapSpec } from './bpf-map.ts';
+import type { RevisionBumper } from './policy-revision.ts';
 
 /** Default bpf root of an agent (`membrane agent --bpf-root`), where maps are pinned by name. */
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/membrane';
@@ -24,10 +31,33 @@ export class TypedMap<K, V> {
   /** The underlying raw map (fd, sizes). */
   readonly raw: BpfMap;
   protected readonly codec: MapCodec<K, V>;
+  /** Bumped after every write; undefined for maps no decision depends on (conntrack). */
+  protected readonly revision: (RevisionBumper & { close?(): void }) | undefined;
+  private readonly ownsRevision: boolean;
 
-  constructor(raw: BpfMap, codec: MapCodec<K, V>) {
+  /**
+   * @param raw the map
+   * @param codec its key/value encoding
+   * @param revision bumped after every write (required for ipcache, policy, endpoints, config)
+   * @param ownsRevision whether close() closes `revision` (it was opened for this map alone)
+   */
+  constructor(raw: BpfMap, codec: MapCodec<K, V>, revision?: RevisionBumper & { close?(): void }, ownsRevision = false) {
     this.raw = raw;
     this.codec = codec;
+    this.revision = revision;
+    this.ownsRevision = ownsRevision;
+  }
+
+  /**
+   * Runs `write` (map writes through `raw`), then bumps the revision once, also when `write` throws (part of
+   * a batch may be written). Encode before calling it, so a bad entry throws before anything is written.
+   */
+  protected written<T>(write: () => T): T {
+    try {
+      return write();
+    } finally {
+      this.revision?.bump();
+    }
   }
 
   /** The pin path of a map under a pin root. */
@@ -43,12 +73,15 @@ export class TypedMap<K, V> {
 
   /** Inserts or replaces one entry. */
   set(key: K, value: V): void {
-    this.raw.update(this.codec.encodeKey(key), this.codec.encodeValue(value), BPF_ANY);
+    const k = this.codec.encodeKey(key);
+    const v = this.codec.encodeValue(value);
+    this.written(() => this.raw.update(k, v, BPF_ANY));
   }
 
   /** @returns whether the key existed */
   delete(key: K): boolean {
-    return this.raw.delete(this.codec.encodeKey(key));
+    const k = this.codec.encodeKey(key);
+    return this.written(() => this.raw.delete(k));
   }
 
   /** Inserts or replaces many entries (bpf_map_update_batch, 4096 per call). */
@@ -59,12 +92,13 @@ export class TypedMap<K, V> {
       keys.push(this.codec.encodeKey(k));
       values.push(this.codec.encodeValue(v));
     }
-    this.raw.updateBatch(keys, values);
+    this.written(() => this.raw.updateBatch(keys, values));
   }
 
   /** Deletes many keys; absent keys are ignored. @returns how many existed */
   deleteMany(keys: Iterable<K>): number {
-    return this.raw.deleteBatch([...keys].map((k) => this.codec.encodeKey(k)));
+    const encoded = [...keys].map((k) => this.codec.encodeKey(k));
+    return this.written(() => this.raw.deleteBatch(encoded));
   }
 
   /** Every entry (a snapshot as good as the kernel gives while others write). */
@@ -74,11 +108,12 @@ export class TypedMap<K, V> {
 
   /** Deletes every entry. @returns how many */
   clear(): number {
-    return this.raw.clear();
+    return this.written(() => this.raw.clear());
   }
 
-  /** Closes the fd if this object opened it. */
+  /** Closes the fd if this object opened it (and the revision, if it was opened for this map). */
   close(): void {
     this.raw.close();
+    if (this.ownsRevision) this.revision?.close?.();
   }
 }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import {
   load, removePins, testRun, RingbufReader, PROGRAMS, MAP_NAMES, Proto, endpointFlags,
   type LoadedObject, type TestRunResult, type VerdictEvent, type IpcacheMap, type EndpointsMap, type PolicyMap,
-  type CtMap, type ConfigMap, type MetricsMap, type PolicyEntryDesc,
+  type CtMap, type ConfigMap, type MetricsMap, type PolicyEntryDesc, type PolicyRevision,
 } from '../../src/datapath/index.ts';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -47,6 +47,7 @@ export class Harness {
   readonly ct: CtMap;
   readonly config: ConfigMap;
   readonly metrics: MetricsMap;
+  readonly revision: PolicyRevision;
   readonly events: RingbufReader;
 
   constructor(name: string) {
@@ -61,6 +62,7 @@ export class Harness {
     this.ct = this.lxc.ct();
     this.config = this.lxc.config();
     this.metrics = this.lxc.metrics();
+    this.revision = this.lxc.revision();
     this.events = RingbufReader.fromFd(this.lxc.mapFd(MAP_NAMES.events));
   }
 

@@ -14,6 +14,7 @@ struct policy_key probe_policy_key;
 struct policy_entry probe_policy_entry;
 struct ct_key probe_ct_key;
 struct ct_entry probe_ct_entry;
+struct polrev_entry probe_polrev_entry;
 struct config_entry probe_config_entry;
 struct metrics_key probe_metrics_key;
 struct metrics_entry probe_metrics_entry;
