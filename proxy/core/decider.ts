@@ -9,7 +9,7 @@
  * every applicable side allows it; audit mode (global, or the endpoint's) forwards a would-be
  * denial and reports it as `audit` (DESIGN §2: audit covers L7 too).
  */
-import { decideL7, type EndpointL7Policy, type L7PolicySnapshot, type L7Request } from '../../src/policy/l7-policy.ts';
+import { decideL7, type EndpointL7Policy, type L7PolicySnapshot, type L7Request } from '../../src/l7/policy.ts';
 import type { ConnContext, Decider, RequestDecision } from './types.ts';
 
 export class SnapshotDecider implements Decider {

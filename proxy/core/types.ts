@@ -16,7 +16,7 @@
  * bytes to the client), ERROR (unparseable: close the connection). Never a throw on input.
  */
 import type { Duplex } from 'node:stream';
-import type { L7Decision, L7Request } from '../../src/policy/l7-policy.ts';
+import type { L7Decision, L7Request } from '../../src/l7/policy.ts';
 
 export type Verdict = 'MORE' | 'PASS' | 'DROP' | 'INJECT' | 'ERROR';
 

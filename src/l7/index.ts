@@ -45,3 +45,6 @@ export {
   validateKafkaRule,
 } from './kafka.ts';
 export type { KafkaMatchResult, KafkaRequestInfo, KafkaRuleSpec } from './kafka.ts';
+
+export { decideL7 } from './policy.ts';
+export type { Direction, EndpointL7Policy, L7Decision, L7Parser, L7PolicySnapshot, L7PortPolicy, L7Request, L7Rule, OriginRule } from './policy.ts';

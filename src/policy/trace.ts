@@ -10,7 +10,8 @@
  */
 import type { HttpRequestInfo } from '../l7/http.ts';
 import type { KafkaRequestInfo } from '../l7/kafka.ts';
-import { decideL7, endpointL7Policy, type L7Request } from './l7-policy.ts';
+import { decideL7, type L7Request } from '../l7/policy.ts';
+import { endpointL7Policy } from './l7-policy.ts';
 import { ID_HOST } from '../identity/reserved.ts';
 import type { PolicyEngine, EngineEndpoint } from './engine.ts';
 import { ORIGIN_ALLOW_LOCALHOST, ORIGIN_NO_DEFAULT_DENY, isSyntheticOrigin, keyString, protoName, type Direction } from './types.ts';
