@@ -74,7 +74,7 @@ function policies(origins: Iterable<string>): string[] {
 }
 
 function notEnforced(reason: string): TraceSide {
-  return { enforced: false, verdict: 'allowed', redirected: false, l7: null, allowedBy: [], deniedBy: [], reason, steps: [reason] };
+  return { enforced: false, verdict: 'allowed', redirected: false, l7: null, allowedBy: [], deniedBy: [], reason, steps: [] };
 }
 
 /**
@@ -111,7 +111,7 @@ function traceSide(engine: PolicyEngine, ep: EngineEndpoint, dir: Direction, pee
   const dp = view.selectorPolicy[dir];
   const audit = !!(input.audit || ep.spec.audit);
   const what = `${dir} of ${ep.ref} (identity ${ep.identity.id}) for peer ${peerText} (identity ${peer}), ${protoName(input.proto)}/${input.port}`;
-  if (!dp.enforced) return notEnforced(`no policy selects ${ep.ref} for ${dir}: not enforced, allowed`);
+  if (!dp.enforced) return notEnforced(`no policy selects ${ep.ref} for ${dir}`);
   const steps = [`${what}: selected by ${dp.selectedBy.join(', ')}; ${dp.defaultDeny ? 'default deny' : 'no default deny'}`];
   const withAudit = (side: TraceSide): TraceSide => {
     if (side.verdict === 'denied' && audit) {
