@@ -6,7 +6,8 @@
  * Writes here do not bump the policy revision: deleting a flow makes its next packet a new flow, fully
  * checked; an entry written from userspace should carry no cached decision (`decision: null`).
  */
-import { BpfMap, MapType } from './bpf-map.ts';
+import { unlinkSync } from 'node:fs';
+import { BpfMap, BPF_NOEXIST, MapType } from './bpf-map.ts';
 import { DEFAULT_PIN_ROOT, TypedMap, type MapCodec } from './typed-map.ts';
 import { C_CONSTANTS, CT_ENTRY, CT_KEY, MAP_NAMES } from './layout.ts';
 import { ipv4Bytes, ipv4Text } from './addr.ts';
@@ -145,5 +146,49 @@ export class CtMap extends TypedMap<CtKey, CtEntry> {
    */
   gc(olderThanNs: bigint): number {
     return this.deleteMany(this.entries().filter(([, e]) => e.lastSeenNs < olderThanNs).map(([k]) => k));
+  }
+}
+
+/** Name and layout of the previous conntrack map (struct ct_entry of 16 bytes: v2's first 16 bytes). */
+const CT_V1 = { name: 'mbr_ct_v1', type: MapType.LRU_HASH, keySize: CT_KEY.size, valueSize: 16 } as const;
+
+/**
+ * Migrates conntrack from mbr_ct_v1 (pinned by a previous version) into mbr_ct_v2, so an upgrade keeps
+ * established flows: without it their replies would be checked as new flows until the next forward packet.
+ * Entries are copied with no cached decision (their next forward packet is fully checked) and without
+ * replacing entries v2 already has; then the v1 pin is removed (programs still attached to it keep it alive
+ * until they are replaced). Flows the old programs create after the copy are not migrated.
+ * @param pinRoot where both are pinned
+ * @param v2 the new map
+ * @returns how many entries were copied, or 0 when there is no v1 pin
+ */
+export function migrateCtV1(pinRoot: string, v2: CtMap): number {
+  const pin = TypedMap.pinPath(pinRoot, CT_V1.name);
+  let v1: BpfMap;
+  try {
+    v1 = BpfMap.openPinned(pin, CT_V1);
+  } catch {
+    return 0;
+  }
+  try {
+    const rows = v1.dump();
+    const keys = rows.map(([k]) => k);
+    const values = rows.map(([, v]) => Buffer.concat([v, Buffer.alloc(CT_ENTRY.size - v.length)]));
+    try {
+      v2.raw.updateBatch(keys, values, BPF_NOEXIST);
+    } catch {
+      // Some keys exist already (BPF_NOEXIST): copy one by one, skipping those.
+      for (let i = 0; i < keys.length; i++) {
+        try {
+          v2.raw.update(keys[i], values[i], BPF_NOEXIST);
+        } catch {
+          /* kept the newer entry */
+        }
+      }
+    }
+    unlinkSync(pin);
+    return rows.length;
+  } finally {
+    v1.close();
   }
 }

@@ -5,7 +5,8 @@
  *
  * Steps (libbpf-bootstrap's order, STYLE B6): mount bpffs if needed → mkdir the pin root → open (with
  * `pin_root_path`) → load (creates and pins the maps, or reuses the pinned ones: a restarted agent keeps its
- * policy, conntrack and events) → write the runtime config (mbr_config_v1 is a map, not read-only data, so
+ * policy, conntrack and events; conntrack pinned by the previous layout, mbr_ct_v1, is copied into mbr_ct_v2) →
+ * write the runtime config (mbr_config_v1 is a map, not read-only data, so
  * audit mode can be toggled without a reload; it is written here, between load and attach) → attach. On any
  * failure the half-built object is closed (`try/finally`), and the error names the step and attach point.
  *
@@ -26,7 +27,7 @@ import { ConfigMap, type DatapathConfig } from './config-map.ts';
 import { IpcacheMap } from './ipcache-map.ts';
 import { EndpointsMap } from './endpoints-map.ts';
 import { PolicyMap } from './policy-map.ts';
-import { CtMap } from './ct-map.ts';
+import { CtMap, migrateCtV1 } from './ct-map.ts';
 import { MetricsMap } from './metrics-map.ts';
 import { PolicyRevision } from './policy-revision.ts';
 
@@ -163,6 +164,8 @@ export function load(opts: LoadOptions): LoadedObject {
       if (fd >= 0) maps[name] = fd;
     }
     const loaded = makeLoaded(obj, objectPath, pinRoot, programs, maps, Object.keys(maps).filter((m) => preexisting.has(m)));
+    // A conntrack layout change (v1 → v2: the cached decision) keeps the flows of the previous version.
+    if (maps[MAP_NAMES.ct] !== undefined && !preexisting.has(MAP_NAMES.ct) && preexisting.has('mbr_ct_v1')) migrateCtV1(pinRoot, loaded.ct());
     if (opts.config) loaded.config().update(opts.config);
     ok = true;
     return loaded;
