@@ -49,7 +49,17 @@ export interface Decider {
 
 /** What one request looked like, for the L7 flow record (`l7` of DESIGN §3.4). */
 export type L7FlowInfo =
-  | { type: 'http'; method: string; url: string; protocol: string; code: number; host?: string }
+  | {
+      type: 'http';
+      method: string;
+      url: string;
+      protocol: string;
+      /** HTTP status sent to the client (0: none, the stream was reset first). */
+      code: number;
+      host?: string;
+      /** gRPC calls: the grpc-status the client received (trailers or trailers-only headers). */
+      grpcStatus?: number;
+    }
   | { type: 'dns'; query: string; qtypes: string[]; rcode: string; ips: string[]; ttl: number }
   | { type: 'kafka'; apiKey: number; apiVersion: number; correlationId: number; topics: string[]; errorCode: number };
 
@@ -75,5 +85,11 @@ export interface ProtocolDeps {
   reporter: FlowReporter;
   upstream: UpstreamConnector;
   /** Limits and timeouts (src/config.ts Settings). */
-  limits: { maxHeaderBytes: number; headerTimeoutMs: number; idleTimeoutMs: number };
+  limits: {
+    maxHeaderBytes: number;
+    headerTimeoutMs: number;
+    idleTimeoutMs: number;
+    /** HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS offered to clients (default 100). */
+    maxConcurrentStreams?: number;
+  };
 }
