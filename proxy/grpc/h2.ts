@@ -184,7 +184,9 @@ class H2Connection {
         clearTimeout(handshake);
       });
       if (limits.idleTimeoutMs > 0) {
-        session.setTimeout(limits.idleTimeoutMs, () => {
+        // (setTimeout(ms, cb) would listen once; the timer fires again after later activity)
+        session.setTimeout(limits.idleTimeoutMs);
+        session.on('timeout', () => {
           if (this.#openStreams === 0 && !session.closed) session.close();
         });
       }
@@ -295,7 +297,14 @@ class H2Connection {
           up.close(H2.NGHTTP2_INTERNAL_ERROR);
         }
       });
-      stream.pipe(up);
+      // A client reset also ends the readable side: only a clean end is passed on as END_STREAM.
+      stream.pipe(up, { end: false });
+      stream.once('end', () => {
+        if (!alive(up)) return;
+        const code = stream.rstCode;
+        if (code !== undefined && code !== H2.NGHTTP2_NO_ERROR) up.close(code);
+        else up.end();
+      });
     }
 
     up.on('headers', (h: IncomingHttpHeaders) => {
@@ -334,7 +343,14 @@ class H2Connection {
         up.close(H2.NGHTTP2_CANCEL);
         return;
       }
-      up.pipe(stream);
+      // An upstream reset also ends the readable side: only a clean end is passed on.
+      up.pipe(stream, { end: false });
+      up.once('end', () => {
+        if (!alive(stream)) return;
+        const code = up.rstCode;
+        if (code !== undefined && code !== H2.NGHTTP2_NO_ERROR) stream.close(code);
+        else stream.end();
+      });
     });
     up.on('trailers', (t: IncomingHttpHeaders) => {
       responseTrailers = relayHeaders(t);
