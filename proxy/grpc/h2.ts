@@ -143,12 +143,29 @@ function grpcMessage(code: number): string {
   return 'Internal error';
 }
 
+/** The upstream session with what admission needs. */
+interface Upstream {
+  session: ClientHttp2Session;
+  /** The server's SETTINGS have arrived. */
+  ready: boolean;
+  /** Our open streams on it. */
+  active: number;
+}
+
+interface Waiting {
+  stream: ServerHttp2Stream;
+  begin(up: Upstream): void;
+  fail(): void;
+}
+
 class H2Connection {
   readonly #socket: Duplex;
   readonly #ctx: ConnContext;
   readonly #deps: ProtocolDeps;
   #session: ServerHttp2Session | undefined;
-  #upstream: ClientHttp2Session | undefined;
+  #upstream: Upstream | undefined;
+  /** Forwarded streams waiting for room on the upstream session, in arrival order. */
+  readonly #waiting: Waiting[] = [];
   #openStreams = 0;
   #closed = false;
 
@@ -203,29 +220,60 @@ class H2Connection {
   #onClose(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#waiting.length = 0;
     const up = this.#upstream;
     this.#upstream = undefined;
     // Every inbound stream has closed (and reset its upstream stream): close gracefully.
-    if (up && !up.destroyed) up.close();
+    if (up && !up.session.destroyed) up.session.close();
     if (!this.#socket.destroyed) this.#socket.destroy();
   }
 
   /** The current upstream session, opening one when there is none usable. */
-  #upstreamSession(): ClientHttp2Session {
+  #upstreamSession(): Upstream {
     const cur = this.#upstream;
-    if (cur && !cur.closed && !cur.destroyed) return cur;
+    if (cur && !cur.session.closed && !cur.session.destroyed) return cur;
     const { ip, port } = this.#ctx.server;
     const host = ip.includes(':') ? `[${ip}]` : ip;
     const session = http2.connect(`http://${host}:${port}`, {
       createConnection: () => this.#deps.upstream.connect(this.#ctx),
       settings: { enablePush: false, maxHeaderListSize: this.#deps.limits.maxHeaderBytes },
     });
+    const up: Upstream = { session, ready: false, active: 0 };
     session.on('error', noop);
-    session.once('close', () => {
-      if (this.#upstream === session) this.#upstream = undefined;
+    session.once('remoteSettings', () => {
+      up.ready = true;
+      this.#pump();
     });
-    this.#upstream = session;
-    return session;
+    session.once('close', () => {
+      if (this.#upstream === up) this.#upstream = undefined;
+      // Never reached the server: the streams waiting for it fail; otherwise (GOAWAY) they
+      // go to a new session.
+      if (!up.ready) for (const w of this.#waiting.splice(0)) w.fail();
+      else this.#pump();
+    });
+    this.#upstream = up;
+    return up;
+  }
+
+  /**
+   * Starts waiting streams while the upstream session has room: its SETTINGS have arrived and
+   * fewer than its SETTINGS_MAX_CONCURRENT_STREAMS of our streams are open (a stream the server
+   * would refuse waits here instead, with the client's flow control stopping its body).
+   */
+  #pump(): void {
+    while (this.#waiting.length > 0 && !this.#closed) {
+      let up: Upstream;
+      try {
+        up = this.#upstreamSession();
+      } catch {
+        for (const w of this.#waiting.splice(0)) w.fail();
+        return;
+      }
+      if (!up.ready) return;
+      const max = up.session.remoteSettings.maxConcurrentStreams ?? Number.MAX_SAFE_INTEGER;
+      if (up.active >= max) return;
+      this.#waiting.shift()!.begin(up);
+    }
   }
 
   #report(info: FlowHttp, decision: RequestDecision, latencyMs: number): void {
@@ -275,13 +323,44 @@ class H2Connection {
     }
     // 3.
     const endStream = (flags & H2.NGHTTP2_FLAG_END_STREAM) !== 0 || stream.readableEnded;
-    let up: ClientHttp2Stream;
-    try {
-      up = this.#upstreamSession().request(relayHeaders(headers), endStream ? { endStream: true } : { endStream: false, waitForTrailers: true });
-    } catch {
-      answered(503, GRPC_STATUS.UNAVAILABLE, UNAVAILABLE_BODY);
-      return;
-    }
+    const waiting: Waiting = {
+      stream,
+      fail: () => answered(503, GRPC_STATUS.UNAVAILABLE, UNAVAILABLE_BODY),
+      begin: (upstream) => {
+        if (!alive(stream)) return;
+        let up: ClientHttp2Stream;
+        try {
+          up = upstream.session.request(relayHeaders(headers), endStream ? { endStream: true } : { endStream: false, waitForTrailers: true });
+        } catch {
+          waiting.fail();
+          return;
+        }
+        upstream.active++;
+        up.once('close', () => {
+          upstream.active--;
+          this.#pump();
+        });
+        this.#relay(stream, up, endStream, grpc, info, answered, () => (latencyMs = performance.now() - start));
+      },
+    };
+    stream.once('close', () => {
+      const i = this.#waiting.indexOf(waiting);
+      if (i >= 0) this.#waiting.splice(i, 1);
+    });
+    this.#waiting.push(waiting);
+    this.#pump();
+  }
+
+  /** Relays one forwarded stream both ways (steps 3 to 4 of the module comment). */
+  #relay(
+    stream: ServerHttp2Stream,
+    up: ClientHttp2Stream,
+    endStream: boolean,
+    grpc: boolean,
+    info: FlowHttp,
+    answered: (status: number, grpcStatus: number, body: string) => void,
+    responded: () => void,
+  ): void {
     up.on('error', noop);
     let responseTrailers: OutgoingHttpHeaders | undefined;
 
@@ -318,7 +397,7 @@ class H2Connection {
       }
     });
     up.once('response', (h: IncomingHttpHeaders, upFlags: number) => {
-      latencyMs = performance.now() - start;
+      responded();
       info.code = Number(h[':status']) || 0;
       const gs = grpc ? grpcStatusOf(h) : undefined;
       if (gs !== undefined) info.grpcStatus = gs;

@@ -60,6 +60,16 @@ function startServer(): Promise<{ server: grpc.Server; port: number }> {
       call.on('data', (m: { text: string }) => call.write({ text: `echo ${m.text}` }));
       call.on('end', () => call.end());
     },
+    Upload(call: grpc.ServerReadableStream<any, Item>, cb: grpc.sendUnaryData<Item>) {
+      seen.push('Upload');
+      const ids: string[] = [];
+      let bytes = 0;
+      call.on('data', (m: { id: string; blob: Buffer }) => {
+        ids.push(m.id);
+        bytes += m.blob.length;
+      });
+      call.on('end', () => cb(null, { id: ids.join(','), name: `bytes=${bytes}`, blob: Buffer.alloc(0) }));
+    },
     Hang(call: grpc.ServerUnaryCall<any, Item>) {
       seen.push(`Hang ${call.request.id}`);
       call.on('cancelled', () => cancelled.push(call.request.id));
@@ -186,6 +196,45 @@ describe('gRPC through serveH2', () => {
       got,
       Array.from({ length: 20 }, (_, i) => `echo ${i}`),
     );
+  });
+
+  test('client streaming sends every message', async () => {
+    const { proxy, c } = await setup();
+    const res = await new Promise<Item>((resolve, reject) => {
+      const call = c.Upload((err: grpc.ServiceError | null, r: Item) => (err ? reject(err) : resolve(r)));
+      for (let i = 0; i < 50; i++) call.write({ id: String(i), blob: Buffer.alloc(1000, i) });
+      call.end();
+    });
+    assert.equal(res.id, Array.from({ length: 50 }, (_, i) => i).join(','));
+    assert.equal(res.name, 'bytes=50000');
+    const [r] = await proxy.waitReports(1);
+    assert.equal(r!.info.type === 'http' && r!.info.url, '/shop.Catalog/Upload');
+  });
+
+  test('a peer without any rule is denied every call, streaming ones too', async () => {
+    const proxy = await startH2Proxy({ upstreamPort: upstream.port, policy: fixture('shop-grpc-policy.yaml'), clientIp: '10.200.1.50' });
+    proxies.push(proxy);
+    const c = client(proxy);
+    clients.push(c);
+    const before = seen.length;
+    assert.equal((await unary(c, 'GetItem', { id: 'crawl' })).err?.code, grpc.status.PERMISSION_DENIED);
+    const chatErr = await new Promise<grpc.ServiceError>((resolve) => {
+      const call = c.Chat();
+      call.on('data', () => {});
+      call.on('error', resolve);
+      call.write({ text: 'hi' });
+    });
+    assert.equal(chatErr.code, grpc.status.PERMISSION_DENIED);
+    const upErr = await new Promise<grpc.ServiceError>((resolve) => {
+      const call = c.Upload((err: grpc.ServiceError | null) => resolve(err!));
+      for (let i = 0; i < 20; i++) call.write({ id: String(i), blob: Buffer.alloc(100000) });
+      call.end();
+    });
+    assert.equal(upErr.code, grpc.status.PERMISSION_DENIED);
+    assert.equal(seen.length, before, 'nothing reached the server');
+    const reports = await proxy.waitReports(3);
+    assert.ok(reports.every((r) => r.decision.verdict === 'denied' && r.info.type === 'http' && r.info.grpcStatus === 7));
+    assert.match(reports[0]!.decision.ingress!.detail, /no rule of prod\/backend allows identity/);
   });
 
   test('a 4 MiB message streams through both ways', async () => {

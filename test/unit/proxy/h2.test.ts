@@ -8,6 +8,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http2, { constants as H2 } from 'node:http2';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Client } from 'undici';
@@ -260,5 +262,49 @@ describe('HTTP/2 through serveH2', () => {
     sessions.push(next);
     next.on('error', () => {});
     assert.equal((await request(next, { ':path': '/public/next' })).status, 200);
+  });
+
+  test('300 concurrent streams, mixed allowed and denied, over an upstream that allows 4 at a time', async () => {
+    const narrow = http2.createServer({ settings: { maxConcurrentStreams: 4 } });
+    narrow.on('stream', (stream, headers) => {
+      stream.on('error', () => {});
+      setTimeout(() => {
+        if (stream.closed) return;
+        stream.respond({ ':status': 200 });
+        stream.end(String(headers[':path']));
+      }, 2);
+    });
+    await new Promise<void>((r) => narrow.listen(0, '127.0.0.1', r));
+    try {
+      const { proxy, session } = await setup({ upstreamPort: (narrow.address() as net.AddressInfo).port, limits: { maxConcurrentStreams: 50 } });
+      // (node's client queues streams beyond the peer's limit only once it knows the limit)
+      await new Promise((r) => session.once('remoteSettings', r));
+      const paths = Array.from({ length: 300 }, (_, i) => (i % 3 === 0 ? `/private/${i}` : `/public/${i}`));
+      const results = await Promise.all(paths.map((p) => request(session, { ':path': p })));
+      results.forEach((r, i) => {
+        if (i % 3 === 0) assert.equal(r.status, 403, paths[i]);
+        else assert.equal(r.body.toString(), paths[i]);
+      });
+      const reports = await proxy.waitReports(300);
+      assert.equal(reports.length, 300);
+      assert.equal(reports.filter((r) => r.decision.verdict === 'denied').length, 100);
+      assert.equal(proxy.accepted, 1);
+      assert.equal(proxy.upstreamConnections, 1);
+      // Closing the client connection closes the proxy's upstream session too.
+      session.close();
+    } finally {
+      await new Promise<void>((r) => narrow.close(() => r()));
+    }
+  });
+
+  test('h2load: every request answered (allowed 2xx, denied 4xx)', { skip: !existsSync('/usr/bin/h2load') && 'h2load not installed' }, async () => {
+    const { proxy } = await setup();
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('h2load', ['-n', '2000', '-c', '4', '-m', '16', `http://127.0.0.1:${proxy.port}/public/load`, `http://127.0.0.1:${proxy.port}/private`], (err, stdout) =>
+        err ? reject(err) : resolve(stdout),
+      ),
+    );
+    assert.match(out, /requests: 2000 total, 2000 started, 2000 done, 1000 succeeded, 1000 failed, 0 errored, 0 timeout/);
+    assert.match(out, /status codes: 1000 2xx, 0 3xx, 1000 4xx, 0 5xx/);
   });
 });
