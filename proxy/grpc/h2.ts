@@ -11,7 +11,10 @@
  * - upstream: at most one `http2` client session at a time to the original destination
  *   (`ctx.server`), opened through `deps.upstream.connect(ctx)` so it carries the proxy's
  *   SO_MARK. It is opened on the first forwarded stream; when the server sends GOAWAY or the
- *   session fails, the next forwarded stream opens a new one.
+ *   session fails, the next forwarded stream opens a new one. Streams are started on it once
+ *   the server's SETTINGS have arrived (within headerTimeoutMs, else they fail as in 4.) and
+ *   while fewer than its SETTINGS_MAX_CONCURRENT_STREAMS of ours are open; the others wait in
+ *   arrival order, their bodies held back by HTTP/2 flow control.
  *
  * Each inbound stream, in order:
  * 1. decided by the Decider on (`:method`, `:path`, `:authority`, headers in wire order);
@@ -240,11 +243,18 @@ class H2Connection {
     });
     const up: Upstream = { session, ready: false, active: 0 };
     session.on('error', noop);
+    // An upstream that does not speak HTTP/2 never sends SETTINGS: give up after headerTimeoutMs.
+    const deadline = setTimeout(() => {
+      if (!up.ready) session.destroy();
+    }, this.#deps.limits.headerTimeoutMs);
+    deadline.unref();
     session.once('remoteSettings', () => {
+      clearTimeout(deadline);
       up.ready = true;
       this.#pump();
     });
     session.once('close', () => {
+      clearTimeout(deadline);
       if (this.#upstream === up) this.#upstream = undefined;
       // Never reached the server: the streams waiting for it fail; otherwise (GOAWAY) they
       // go to a new session.
@@ -323,6 +333,9 @@ class H2Connection {
     }
     // 3.
     const endStream = (flags & H2.NGHTTP2_FLAG_END_STREAM) !== 0 || stream.readableEnded;
+    // Request trailers may arrive while the stream waits for room upstream.
+    const requestTrailers: { value?: OutgoingHttpHeaders } = {};
+    if (!endStream) stream.on('trailers', (t: IncomingHttpHeaders) => (requestTrailers.value = relayHeaders(t)));
     const waiting: Waiting = {
       stream,
       fail: () => answered(503, GRPC_STATUS.UNAVAILABLE, UNAVAILABLE_BODY),
@@ -340,7 +353,7 @@ class H2Connection {
           upstream.active--;
           this.#pump();
         });
-        this.#relay(stream, up, endStream, grpc, info, answered, () => (latencyMs = performance.now() - start));
+        this.#relay(stream, up, endStream, requestTrailers, grpc, info, answered, () => (latencyMs = performance.now() - start));
       },
     };
     stream.once('close', () => {
@@ -356,6 +369,7 @@ class H2Connection {
     stream: ServerHttp2Stream,
     up: ClientHttp2Stream,
     endStream: boolean,
+    requestTrailers: { value?: OutgoingHttpHeaders },
     grpc: boolean,
     info: FlowHttp,
     answered: (status: number, grpcStatus: number, body: string) => void,
@@ -365,13 +379,9 @@ class H2Connection {
     let responseTrailers: OutgoingHttpHeaders | undefined;
 
     if (!endStream) {
-      let requestTrailers: OutgoingHttpHeaders | undefined;
-      stream.on('trailers', (t: IncomingHttpHeaders) => {
-        requestTrailers = relayHeaders(t);
-      });
       up.on('wantTrailers', () => {
         try {
-          up.sendTrailers(requestTrailers ?? {});
+          up.sendTrailers(requestTrailers.value ?? {});
         } catch {
           up.close(H2.NGHTTP2_INTERNAL_ERROR);
         }

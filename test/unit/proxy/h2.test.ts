@@ -307,4 +307,21 @@ describe('HTTP/2 through serveH2', () => {
     assert.match(out, /requests: 2000 total, 2000 started, 2000 done, 1000 succeeded, 1000 failed, 0 errored, 0 timeout/);
     assert.match(out, /status codes: 1000 2xx, 0 3xx, 1000 4xx, 0 5xx/);
   });
+
+  test('an upstream that does not speak HTTP/2 fails the stream with 503 after headerTimeoutMs', async () => {
+    const h1 = net.createServer((sock) => sock.on('error', () => {}).on('data', () => {}));
+    const held = new Set<net.Socket>();
+    h1.on('connection', (sock) => held.add(sock));
+    await new Promise<void>((r) => h1.listen(0, '127.0.0.1', r));
+    try {
+      const { proxy, session } = await setup({ upstreamPort: (h1.address() as net.AddressInfo).port, limits: { headerTimeoutMs: 200 } });
+      const res = await request(session, { ':path': '/public/x' });
+      assert.equal(res.status, 503);
+      const [r] = await proxy.waitReports(1);
+      assert.equal(r!.info.type === 'http' && r!.info.code, 503);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise<void>((r) => h1.close(() => r()));
+    }
+  });
 });
