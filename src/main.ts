@@ -26,6 +26,8 @@ import { NumberTable, StateStore } from './endpoint/state-store.ts';
 import { startApiServer } from './observe/api.ts';
 import { FlowStore, flowOf, type FlowContext } from './observe/flows.ts';
 import { PolicyEngine } from './policy/engine.ts';
+import { buildL7Snapshot } from './policy/l7-policy.ts';
+import { ProxySupervisor } from '../proxy/core/supervisor.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -65,6 +67,7 @@ export class Agent {
   #manager!: EndpointManager;
   #ringbuf?: RingbufReader;
   #server?: http.Server;
+  #proxy?: ProxySupervisor;
   #watchers: FSWatcher[] = [];
   #timers: NodeJS.Timeout[] = [];
   #queue: Promise<void> = Promise.resolve();
@@ -191,9 +194,39 @@ export class Agent {
       status: () => this.status(),
       flows: (n, filter) => this.flows.last(n, filter),
       subscribe: (fn) => this.flows.subscribe(fn),
+      ingest: (records) => {
+        for (const r of records) this.flows.add(r);
+      },
     });
     this.#log(`serving ${this.opts.socket}; policy revision ${this.revision}`);
+    this.#startProxy();
     this.#watch();
+  }
+
+  /**
+   * The L7 proxy (DESIGN §3.4, §4): the redirect routing in this (node) namespace, the proxy
+   * process (started detached unless one runs for this state dir) and its first policy. Never
+   * fails the agent: problems are logged and pushes retried.
+   */
+  #startProxy(): void {
+    this.#proxy = new ProxySupervisor({ stateDir: this.opts.stateDir, bpfRoot: this.opts.bpfRoot, agentSocket: this.opts.socket, config: this.opts.config, log: this.#log });
+    try {
+      this.#proxy.ensureRouting();
+      this.#proxy.ensureRunning();
+    } catch (e) {
+      this.#log(`proxy: ${(e as Error).message}`);
+    }
+    this.#pushL7();
+  }
+
+  /** Sends the L7 policy of the enforced endpoints to the proxy (after every applied change). */
+  #pushL7(): void {
+    if (!this.#proxy) return;
+    try {
+      this.#proxy.push(buildL7Snapshot(this.engine, this.revision, this.opts.audit, this.#manager.enforced.keys()));
+    } catch (e) {
+      this.#log(`proxy policy: ${(e as Error).message}`);
+    }
   }
 
   /** Programs every plumbed endpoint from scratch against the maps as they are. */
@@ -300,6 +333,7 @@ export class Agent {
     for (const ref of [...enforced.keys()]) if (!now.has(ref)) this.#manager.forget(ref);
     await this.#reconcile();
     this.#persist();
+    this.#pushL7();
     this.#log(`plumbing changed: ${now.size} endpoint(s) enforced`);
   }
 
@@ -329,6 +363,7 @@ export class Agent {
     this.#endpointPolicyErrors = failed;
     for (const [ref, err] of failed) this.#log(`${ref}: keeps its previous policy: ${err}`);
     this.#persist();
+    this.#pushL7();
     this.#log(`policy revision ${this.revision}: ${changedRefs.length} object(s) changed${errors.length ? `, ${errors.length} problem(s) refused` : ''}`);
   }
 
@@ -360,6 +395,7 @@ export class Agent {
     this.#manager.apply(changes, this.revision);
     await this.#reconcile();
     this.#persist();
+    this.#pushL7();
     this.#log(`endpoints reloaded: ${file.endpoints.length} endpoint(s); policy revision ${this.revision}`);
   }
 
@@ -410,6 +446,7 @@ export class Agent {
   async stop(): Promise<void> {
     for (const w of this.#watchers) w.close();
     for (const t of this.#timers) clearInterval(t);
+    this.#proxy?.close();
     await this.#queue.catch(() => {});
     if (this.#server) await new Promise<void>((r) => this.#server!.close(() => r()));
     if (this.#ringbuf) await this.#ringbuf.close();

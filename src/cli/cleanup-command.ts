@@ -13,6 +13,7 @@ import { readEndpointsFile } from '../endpoint/endpoints-file.ts';
 import { hostIfname, HOST_IFNAME_RE } from '../endpoint/plumbing.ts';
 import { parseArgs, one, UsageError } from './args.ts';
 import { DEFAULT_STATE_DIR } from './agent-command.ts';
+import { removeProxyRouting, ROUTING_FILE } from '../../proxy/core/supervisor.ts';
 import type { CliIo } from './io.ts';
 
 function interfacesHere(): string[] {
@@ -53,6 +54,12 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     }
     rmSync(pidFile, { force: true });
   }
+  // 1b. the redirect routing, when this state directory's agent added it (exact values)
+  const routingFile = path.join(stateDir, ROUTING_FILE);
+  if (existsSync(routingFile)) {
+    for (const what of removeProxyRouting()) io.out(`removed ${what}\n`);
+    rmSync(routingFile, { force: true });
+  }
   // 2. programs
   const ifnames = new Set<string>();
   if (endpoints) {
@@ -88,6 +95,6 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.err(`membrane cleanup: ${bpfRoot}: ${(e as Error).message}\n`);
     failed = true;
   }
-  for (const f of ['agent-state.json', 'uplinks.json']) rmSync(path.join(stateDir, f), { force: true });
+  for (const f of ['agent-state.json', 'uplinks.json', 'proxy-policy.json']) rmSync(path.join(stateDir, f), { force: true });
   return failed ? 1 : 0;
 }

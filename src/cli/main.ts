@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<Command>> = {
   'endpoint up': async () => (await import('./endpoint-command.ts')).runUp,
   'endpoint down': async () => (await import('./endpoint-command.ts')).runDown,
   agent: async () => (await import('./agent-command.ts')).run,
+  proxy: async () => (await import('./proxy-command.ts')).run,
   status: async () => (await import('./status-command.ts')).run,
   observe: async () => (await import('./observe-command.ts')).run,
   cleanup: async () => (await import('./cleanup-command.ts')).run,
@@ -29,6 +30,7 @@ commands:
                                        explain the verdict for one flow, offline
   endpoint up|down --endpoints FILE    plumb endpoint network namespaces (standalone node)
   agent --policies PATH --endpoints FILE [...]   run the node agent
+  proxy [--state-dir DIR] [--bpf-root DIR] [--config FILE]   run the L7 proxy (the agent starts it)
   status [--socket PATH] [--json]      agent readiness
   observe [--socket PATH] [--json] [--follow] [--last N]   flows seen by the agent
   cleanup [--bpf-root DIR] [--state-dir DIR] [--endpoints FILE]  remove programs, pins, proxy

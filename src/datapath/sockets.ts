@@ -5,6 +5,9 @@
  * bpf_sk_assign hands redirected flows to (without it the SYN-ACK from the original destination address
  * cannot be routed), and SO_MARK on upstream sockets (`proxyMark(identity)`, so no program enforces the
  * proxy's own traffic again).
+ *
+ * The upstream socket is created here with its mark already set (markedStreamFd), then handed to Node
+ * (`new net.Socket({ fd })` followed by `connect()`), so the SYN itself carries the mark.
  */
 import { errno, libc, strerror } from './libbpf.ts';
 import { ipv4Bytes } from './addr.ts';
@@ -75,6 +78,29 @@ export function transparentListenFd(host: string, port: number, o: { type?: 'tcp
       const e = errno();
       throw new SocketError(strerror(e), { step: 'listen', errno: e });
     }
+    return fd;
+  } catch (err) {
+    c.close(fd);
+    throw err;
+  }
+}
+
+/**
+ * Creates a non-blocking, unconnected TCP socket with SO_MARK already set, for `new net.Socket({ fd })`
+ * followed by `socket.connect(port, host)`: every packet of the connection, the SYN included, carries the mark.
+ * @param mark e.g. `proxyMark(identity)`
+ * @returns the fd (the caller owns it; Node closes it with the socket)
+ * @throws SocketError (SO_MARK needs CAP_NET_ADMIN)
+ */
+export function markedStreamFd(mark: number): number {
+  const c = libc();
+  const fd = c.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    const e = errno();
+    throw new SocketError(strerror(e), { step: 'socket', errno: e });
+  }
+  try {
+    setMark(fd, mark);
     return fd;
   } catch (err) {
     c.close(fd);

@@ -6,6 +6,7 @@
  *   GET /v1/status                                    → status JSON (DESIGN §3.4)
  *   GET /v1/flows?last=N&verdict=V&from=REF&to=REF     → flows, one JSON object per line
  *   GET /v1/flows?follow=1&…                          → the same, then new flows as they come
+ *   POST /v1/flows  (one JSON record per line)          ← L7 flows reported by `membrane proxy`
  * `membrane status` and `membrane observe` are its clients and work from any namespace.
  */
 import http from 'node:http';
@@ -20,6 +21,26 @@ export interface ApiHandlers {
   status(): unknown;
   flows(last: number, filter: FlowFilter): FlowRecord[];
   subscribe(fn: (f: FlowRecord) => void): () => void;
+  /** Adds flows reported by the proxy (records already checked for shape). */
+  ingest?(records: FlowRecord[]): void;
+}
+
+/** Whether a reported record looks like a FlowRecord (the proxy built it; this guards the store). */
+function isFlowRecord(x: unknown): x is FlowRecord {
+  const f = x as Record<string, unknown> | null;
+  return (
+    !!f &&
+    typeof f === 'object' &&
+    typeof f.time === 'string' &&
+    typeof f.verdict === 'string' &&
+    ['FORWARDED', 'DROPPED', 'AUDIT', 'REDIRECTED'].includes(f.verdict) &&
+    typeof f.source === 'object' &&
+    f.source !== null &&
+    typeof f.destination === 'object' &&
+    f.destination !== null &&
+    typeof f.egress === 'object' &&
+    typeof f.ingress === 'object'
+  );
 }
 
 /**
@@ -57,6 +78,37 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
           if (flowMatches(f, filter)) res.write(JSON.stringify(f) + '\n');
         });
         req.on('close', unsubscribe);
+        return;
+      }
+      if (req.method === 'POST' && url.pathname === '/v1/flows' && h.ingest) {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        req.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size <= 16 << 20) chunks.push(c);
+        });
+        req.on('end', () => {
+          if (size > 16 << 20) {
+            res.writeHead(413, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ error: 'too large' }));
+            return;
+          }
+          const records: FlowRecord[] = [];
+          let bad = 0;
+          for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
+            if (!line.trim()) continue;
+            try {
+              const r: unknown = JSON.parse(line);
+              if (isFlowRecord(r)) records.push(r);
+              else bad++;
+            } catch {
+              bad++;
+            }
+          }
+          h.ingest!(records);
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ accepted: records.length, rejected: bad }));
+        });
         return;
       }
       res.writeHead(404, { 'content-type': 'application/json' });

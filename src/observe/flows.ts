@@ -139,7 +139,8 @@ export class FlowStore {
   }
 
   add(f: FlowRecord, now = Date.now()): void {
-    if (f.verdict === 'DROPPED' || f.verdict === 'AUDIT') {
+    // L7 records are one per request, never folded (a connection carries many requests)
+    if ((f.verdict === 'DROPPED' || f.verdict === 'AUDIT') && !f.l7) {
       const key = `${f.verdict}|${f.source.ip}|${f.source.port}|${f.destination.ip}|${f.destination.port}|${f.protocol}`;
       const prev = this.#recentDrops.get(key);
       if (prev && now - prev.at < 5000) {

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * @module proxy/core/identities
+ *
+ * The identities of a redirected connection's two ends, read from the agent's pinned ipcache
+ * (`--bpf-root`), as the datapath read them: a /32 lookup on the LPM map returns the longest
+ * matching prefix. The map is opened lazily and reopened after a failure, so the proxy starts
+ * before the agent has pinned anything and keeps working across agent restarts (the pins stay).
+ * An address the map does not know is `world` (2), as in the datapath.
+ */
+import { IpcacheMap } from '../../src/datapath/ipcache-map.ts';
+
+export const IDENTITY_WORLD = 2;
+
+export class IpcacheIdentities {
+  readonly #bpfRoot: string;
+  #map: IpcacheMap | null = null;
+  #retryAt = 0;
+
+  /** @param bpfRoot where the agent pins its maps */
+  constructor(bpfRoot: string) {
+    this.#bpfRoot = bpfRoot;
+  }
+
+  /**
+   * The identity of an IPv4 address (world when unknown or when the map cannot be read).
+   * @param ip dotted IPv4 text
+   */
+  identityOf(ip: string): number {
+    const map = this.#open();
+    if (!map) return IDENTITY_WORLD;
+    try {
+      return map.get({ addr: ip, prefixLen: 32 })?.identity ?? IDENTITY_WORLD;
+    } catch {
+      this.close(); // e.g. the pins were removed and made again: reopen next time
+      return IDENTITY_WORLD;
+    }
+  }
+
+  #open(): IpcacheMap | null {
+    if (this.#map) return this.#map;
+    if (Date.now() < this.#retryAt) return null;
+    try {
+      this.#map = IpcacheMap.open(this.#bpfRoot);
+    } catch {
+      this.#retryAt = Date.now() + 1000;
+    }
+    return this.#map;
+  }
+
+  close(): void {
+    try {
+      this.#map?.close();
+    } catch {
+      /* already gone */
+    }
+    this.#map = null;
+  }
+}
