@@ -91,6 +91,27 @@ export interface L7Decision {
   detail: string;
 }
 
+/**
+ * Compiled rule sets per snapshot rule: the proxy decides every request against the same
+ * snapshot objects, so each rule's regexes are compiled once, not per request. (HTTP and DNS
+ * rules are OR-ed, so matching rule by rule equals matching their union; Kafka rules are
+ * evaluated together because a multi-topic request may be covered by several rules.)
+ */
+const httpSets = new WeakMap<L7Rule, HttpRuleSet>();
+const dnsSets = new WeakMap<L7Rule, DnsRuleSet>();
+
+function httpSetOf(r: L7Rule): HttpRuleSet {
+  let set = httpSets.get(r);
+  if (!set) httpSets.set(r, (set = new HttpRuleSet(r.http.map((x) => x.rule))));
+  return set;
+}
+
+function dnsSetOf(r: L7Rule): DnsRuleSet {
+  let set = dnsSets.get(r);
+  if (!set) dnsSets.set(r, (set = new DnsRuleSet(r.dns.map((x) => x.rule))));
+  return set;
+}
+
 function portMatches(pp: L7PortPolicy, proto: number, port: number): boolean {
   if (pp.proto === PROTO_ANY) return true;
   if (pp.proto !== proto) return false;
@@ -119,30 +140,33 @@ export function decideL7(ep: EndpointL7Policy, dir: Direction, peer: number, pro
     return { allowed: true, by: policies(origins), origins, detail: `a rule without L7 restrictions applies (${describe(origins)})` };
   }
   const evaluated = policies(rules.flatMap((r) => r.derivedFrom));
-  // 3.
+  // 3. only rules of the request's parser can allow it (an empty rule list would allow all)
+  const typed = rules.filter((r) => r.parser === req.type);
   if (req.type === 'http') {
-    const list = rules.flatMap((r) => r.http);
     const h = req.http;
-    const res = new HttpRuleSet(list.map((r) => r.rule)).matches(h);
     const desc = `HTTP ${h.method} ${h.path}${h.host ? ` (host ${h.host})` : ''}`;
-    if (res.allowed && res.ruleIndex !== null) {
-      const o = list[res.ruleIndex]!.origin;
-      return { allowed: true, by: [o], origins: [o], detail: `${desc} matches rule ${JSON.stringify(list[res.ruleIndex]!.rule)} of ${o}` };
+    for (const r of typed) {
+      const res = httpSetOf(r).matches(h);
+      if (res.allowed && res.ruleIndex !== null) {
+        const hit = r.http[res.ruleIndex]!;
+        return { allowed: true, by: [hit.origin], origins: [hit.origin], detail: `${desc} matches rule ${JSON.stringify(hit.rule)} of ${hit.origin}` };
+      }
     }
     return { allowed: false, by: evaluated, origins: evaluated, detail: `${desc} matches no HTTP rule of ${evaluated.join(', ')}` };
   }
   if (req.type === 'dns') {
-    const list = rules.flatMap((r) => r.dns);
-    const res = new DnsRuleSet(list.map((r) => r.rule)).matches(req.qname);
-    if (res.allowed && res.ruleIndex !== null) {
-      const o = list[res.ruleIndex]!.origin;
-      return { allowed: true, by: [o], origins: [o], detail: `DNS query ${req.qname} matches ${JSON.stringify(list[res.ruleIndex]!.rule)} of ${o}` };
+    for (const r of typed) {
+      const res = dnsSetOf(r).matches(req.qname);
+      if (res.allowed && res.ruleIndex !== null) {
+        const hit = r.dns[res.ruleIndex]!;
+        return { allowed: true, by: [hit.origin], origins: [hit.origin], detail: `DNS query ${req.qname} matches ${JSON.stringify(hit.rule)} of ${hit.origin}` };
+      }
     }
     return { allowed: false, by: evaluated, origins: evaluated, detail: `DNS query ${req.qname} matches no DNS rule of ${evaluated.join(', ')}` };
   }
-  const list = rules.flatMap((r) => r.kafka);
+  const list = typed.flatMap((r) => r.kafka);
   const k = req.kafka;
-  const res = new KafkaRuleSet(list.map((r) => r.rule)).matches(k);
+  const res = list.length ? new KafkaRuleSet(list.map((r) => r.rule)).matches(k) : { allowed: false, ruleIndexes: [], remainingTopics: k.topics };
   const desc = `Kafka apiKey ${k.apiKey}${k.topics.length ? ` topics ${k.topics.join(',')}` : ''}`;
   if (res.allowed) {
     const by = policies(res.ruleIndexes.map((i) => list[i]!.origin));
