@@ -147,7 +147,7 @@ export class AgentFlowReporter implements FlowReporter {
       if (this.#queue.length) this.#schedule(ok ? 0 : 500);
     };
     const req = http.request(
-      { socketPath: this.agentSocket, method: 'POST', path: '/v1/flows', headers: { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(body) }, timeout: 2000 },
+      { socketPath: this.agentSocket, agent: false, method: 'POST', path: '/v1/flows', headers: { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(body) }, timeout: 2000 },
       (res) => {
         res.resume();
         res.on('end', () => done(res.statusCode === 200 || res.statusCode === 204));

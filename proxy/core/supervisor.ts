@@ -189,6 +189,7 @@ export class ProxySupervisor {
       const req = http.request(
         {
           socketPath: this.controlSocket,
+          agent: false,
           method: 'PUT',
           path: '/v1/policy',
           timeout: 5000,

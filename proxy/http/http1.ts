@@ -28,10 +28,10 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ConnContext, ProtocolDeps, RequestDecision } from '../core/types.ts';
-import { checkFraming, endToEndHeaders } from './framing.ts';
-import { checkRequestTarget } from './request-target.ts';
+import { DENIED_BODY, enforceHead, type HeadOutcome } from './enforcer.ts';
+import { endToEndHeaders } from './framing.ts';
 
-export const DENIED_BODY = 'Access denied\r\n';
+export { DENIED_BODY };
 
 const NOT_DECIDED: RequestDecision = { forward: false, verdict: 'denied' };
 
@@ -168,20 +168,9 @@ export class Http1Proxy {
     );
   }
 
-  /** 1. Returns the reason to refuse the request, or null. */
-  #check(req: http.IncomingMessage): string | null {
-    const t = checkRequestTarget(req.url ?? '');
-    if (!t.ok) return t.reason;
-    const f = checkFraming(req.httpVersion, req.rawHeaders);
-    if (!f.ok) return f.reason;
-    return null;
-  }
-
-  /** 2. */
-  #decide(ctx: ConnContext, req: http.IncomingMessage): RequestDecision {
-    const headers: Array<[string, string]> = [];
-    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
-    return this.#deps.decider.decide(ctx, { type: 'http', http: { method: req.method ?? '', path: req.url ?? '', host: req.headers.host, headers } });
+  /** 1. and 2. (enforcer.ts: checks, then the Decider) */
+  #enforce(ctx: ConnContext, req: http.IncomingMessage): HeadOutcome {
+    return enforceHead(this.#deps.decider, ctx, { method: req.method ?? '', target: req.url ?? '', httpVersion: req.httpVersion, rawHeaders: req.rawHeaders });
   }
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): void {
@@ -191,26 +180,16 @@ export class Http1Proxy {
       res.destroy();
       return;
     }
-    // 1.
-    const bad = this.#check(req);
-    if (bad) {
+    // 1. and 2.
+    const outcome = this.#enforce(ctx, req);
+    if (outcome.verdict === 'ERROR') {
       res.shouldKeepAlive = false;
-      res.writeHead(400, { 'content-type': 'text/plain', 'content-length': 13, connection: 'close' });
-      res.end('Bad Request\r\n');
-      this.#report(ctx, req, 400, NOT_DECIDED, t0);
-      return;
-    }
-    // 2.
-    let decision: RequestDecision;
-    try {
-      decision = this.#decide(ctx, req);
-    } catch {
-      res.shouldKeepAlive = false;
-      res.writeHead(500, { 'content-length': 0, connection: 'close' });
+      res.writeHead(outcome.status, { 'content-type': 'text/plain', 'content-length': 0, connection: 'close' });
       res.end();
-      this.#report(ctx, req, 500, NOT_DECIDED, t0);
+      this.#report(ctx, req, outcome.status, NOT_DECIDED, t0);
       return;
     }
+    const decision = outcome.decision;
     // 3.
     if (!decision.forward) {
       const h: http.OutgoingHttpHeaders = { 'content-type': 'text/plain', 'content-length': DENIED_BODY.length };
@@ -291,10 +270,10 @@ export class Http1Proxy {
     }
   }
 
-  #reject(req: http.IncomingMessage, socket: Duplex, reason: string): void {
+  #reject(req: http.IncomingMessage, socket: Duplex, reason: string, status = 400): void {
     const ctx = this.#ctxOf(socket);
-    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${reason.length + 2}\r\nconnection: close\r\n\r\n${reason}\r\n`);
-    if (ctx) this.#report(ctx, req, 400, NOT_DECIDED, performance.now());
+    socket.end(`HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${reason.length + 2}\r\nconnection: close\r\n\r\n${reason}\r\n`);
+    if (ctx) this.#report(ctx, req, status, NOT_DECIDED, performance.now());
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
@@ -318,16 +297,9 @@ export class Http1Proxy {
       socket.destroy();
       return;
     }
-    const bad = this.#check(req);
-    if (bad) return this.#reject(req, socket, bad);
-    let decision: RequestDecision;
-    try {
-      decision = this.#decide(ctx, req);
-    } catch {
-      socket.end('HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-      this.#report(ctx, req, 500, NOT_DECIDED, t0);
-      return;
-    }
+    const outcome = this.#enforce(ctx, req);
+    if (outcome.verdict === 'ERROR') return this.#reject(req, socket, outcome.reason, outcome.status);
+    const decision = outcome.decision;
     if (!decision.forward) {
       socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${DENIED_BODY.length}\r\nconnection: close\r\n\r\n${DENIED_BODY}`);
       this.#report(ctx, req, 403, decision, t0);

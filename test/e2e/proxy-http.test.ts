@@ -453,6 +453,35 @@ describe('HTTP/1.1 L7 proxy through the real redirect', { skip: privilegedSkip()
   });
 });
 
+test('upstream sockets carry SO_MARK = proxyMark(client identity) from the SYN on', async (t) => {
+  if (!requirePrivileges(t)) return;
+  const node = await createNode('pm', { t });
+  // Only packets marked exactly proxyMark(1234) = 0x4d20a00 have a route to 10.88.0.0/24 (into lo,
+  // where nothing answers): a marked SYN is sent and times out, an unmarked connect() has no route.
+  for (const args of [
+    ['rule', 'add', 'fwmark', '0x4d20a00', 'lookup', '100'],
+    ['route', 'add', '10.88.0.0/24', 'dev', 'lo', 'table', '100'],
+  ]) {
+    const r = await node.exec('ip', args);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const code = `
+    const net = await import('node:net');
+    const { MarkedUpstreamConnector } = await import(${JSON.stringify(path.join(REPO_ROOT, 'proxy', 'core', 'upstream.ts'))});
+    const outcome = (s) => new Promise((resolve) => {
+      s.setTimeout(700, () => { s.destroy(); resolve('timeout'); });
+      s.on('error', (e) => resolve(e.code));
+      s.on('connect', () => resolve('connected'));
+    });
+    const ctx = { client: { ip: '10.0.0.1', port: 1, identity: 1234 }, server: { ip: '10.88.0.1', port: 7777, identity: 2 }, proxyPort: 15001, proto: 6 };
+    const marked = await outcome(new MarkedUpstreamConnector().connect(ctx));
+    const plain = await outcome(net.connect(7777, '10.88.0.1'));
+    console.log(JSON.stringify({ marked, plain }));`;
+  const r = await node.exec(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: REPO_ROOT });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { marked: 'timeout', plain: 'ENETUNREACH' });
+});
+
 describe('HTTP/1.1 L7 proxy in audit mode', { skip: privilegedSkip() }, () => {
   let site: Site;
 
