@@ -347,13 +347,18 @@ export class PolicyEngine {
     const prev = this.#endpoints.get(ref);
     this.#endpoints.set(ref, { ref, spec, identity });
     this.#epCache = null;
-    if (prev && (prev.identity.id !== identity.id || JSON.stringify(prev.spec.namedPorts) !== JSON.stringify(spec.namedPorts))) {
-      const hadBuilder = this.#endpointBuilder.has(ref);
-      const oldState = hadBuilder ? this.#builders.get(this.#endpointBuilder.get(ref)!)!.builder.state : undefined;
+    const portsChanged = !prev || prev.identity.id !== identity.id || JSON.stringify(prev.spec.namedPorts) !== JSON.stringify(spec.namedPorts);
+    if (prev && portsChanged) {
+      const oldKey = this.#endpointBuilder.get(ref);
+      const hadBuilder = oldKey !== undefined;
+      // what the endpoint was last given: a pending named-port rebuild has not been diffed yet
+      const oldState = hadBuilder ? (this.#pendingRebuilds.get(oldKey)?.old ?? this.#builders.get(oldKey)!.builder.state) : undefined;
       this.#detachBuilder(ref);
       if (hadBuilder) this.#rematerialize(ref, oldState, changes);
     }
-    if (invalidateNamed && spec.namedPorts) this.#invalidateNamedPortUsers();
+    // Peers resolve egress named ports from the ports of every endpoint of an identity: they
+    // change when this endpoint gains, changes or loses named ports, or takes them elsewhere.
+    if (invalidateNamed && portsChanged && (spec.namedPorts || prev?.spec.namedPorts)) this.#invalidateNamedPortUsers();
   }
 
   #detachBuilder(ref: string): void {
@@ -363,7 +368,10 @@ export class PolicyEngine {
     const built = this.#builders.get(key);
     if (built) {
       built.endpoints.delete(ref);
-      if (built.endpoints.size === 0) this.#builders.delete(key);
+      if (built.endpoints.size === 0) {
+        this.#builders.delete(key);
+        this.#pendingRebuilds.delete(key);
+      }
     }
   }
 
@@ -371,7 +379,7 @@ export class PolicyEngine {
   #rematerialize(ref: string, oldState: MapState | undefined, changes: EngineChanges): void {
     try {
       const view = this.endpointPolicy(ref);
-      changes.byEndpoint.set(ref, diffStates(oldState, view.mapState));
+      mergeInto(changes, ref, diffStates(oldState, view.mapState));
     } catch (e) {
       changes.errors.set(ref, e as Error);
     }
@@ -383,7 +391,10 @@ export class PolicyEngine {
       if (!built.builder.policy.egress.hasNamedPorts) continue;
       const fresh = new EndpointMapBuilder(built.builder.policy, built.builder.ports);
       fresh.build();
-      this.#pendingRebuilds.set(key, { old: built.builder.state, fresh });
+      // Several invalidations before one sync (bulk): the diff must start from the state the
+      // endpoints were last given, not from an intermediate rebuild nobody saw.
+      const old = this.#pendingRebuilds.get(key)?.old ?? built.builder.state;
+      this.#pendingRebuilds.set(key, { old, fresh });
       built.builder = fresh;
     }
   }
@@ -484,7 +495,11 @@ export class PolicyEngine {
         continue;
       }
       const mc: MapChanges = pending ? diffStates(pending.old, built.builder.state) : { adds: [], deletes: [] };
-      if (touched.size > 0) built.builder.updateIdentities(touched, mc);
+      if (touched.size > 0) {
+        const update: MapChanges = { adds: [], deletes: [] };
+        built.builder.updateIdentities(touched, update);
+        composeInto(mc, update);
+      }
       if (mc.adds.length || mc.deletes.length) for (const ref of refs) mergeInto(changes, ref, mc);
     }
     this.#pendingRebuilds.clear();
@@ -591,12 +606,29 @@ export function diffStates(oldState: MapState | undefined, next: MapState): MapC
   return out;
 }
 
+/**
+ * Appends `later` to `into` as if applied after it. Both are in normal form (no key both added
+ * and deleted) and so is the result: per key, the later add or delete wins. Concatenating the
+ * lists instead would leave a key in both, and a consumer writing adds before deletes
+ * (EndpointManager.apply) would delete a key that was deleted and then added back, while one
+ * writing deletes first would keep a key that was added and then deleted.
+ */
+function composeInto(into: MapChanges, later: MapChanges): void {
+  if (later.adds.length === 0 && later.deletes.length === 0) return;
+  const touched = new Set<string>();
+  for (const k of later.deletes) touched.add(keyString(k));
+  for (const a of later.adds) touched.add(keyString(a.key));
+  into.adds = into.adds.filter((a) => !touched.has(keyString(a.key)));
+  into.deletes = into.deletes.filter((k) => !touched.has(keyString(k)));
+  into.adds.push(...later.adds);
+  into.deletes.push(...later.deletes);
+}
+
 function mergeInto(changes: EngineChanges, ref: string, mc: MapChanges): void {
   const cur = changes.byEndpoint.get(ref);
   if (!cur) {
     changes.byEndpoint.set(ref, { adds: [...mc.adds], deletes: [...mc.deletes] });
     return;
   }
-  cur.adds.push(...mc.adds);
-  cur.deletes.push(...mc.deletes);
+  composeInto(cur, mc);
 }
