@@ -51,6 +51,8 @@ spec:
               protocol: TCP
             - port: "9000"
               protocol: TCP
+            - port: "81"
+              protocol: TCP
           rules:
             http:
               - method: GET
@@ -241,6 +243,10 @@ http {
     }
     location / { }
   }
+  server {
+    listen ${serverIp}:81 http2;
+    root ${ng}/www;
+  }
 }
 `,
   );
@@ -402,6 +408,13 @@ describe('HTTP/1.1 L7 proxy through the real redirect', { skip: privilegedSkip()
     assert.ok(Date.now() - t0 < 5000, 'closed by the 1.5 s header timeout');
   });
 
+  test('HTTP/2 prior knowledge (the connection preface) goes to the HTTP/2 proxy on the same port', async () => {
+    const ok = await curl(site, ['--http2-prior-knowledge', '-sS', '-w', ' %{http_version}', `http://${site.serverIp}:81/public/hello.txt`]);
+    assert.equal(ok.stdout, 'hello\n 2', ok.stderr);
+    const no = await curl(site, ['--http2-prior-knowledge', '-sS', '-o', '/dev/null', '-w', '%{http_code}', `http://${site.serverIp}:81/admin/secret.txt`]);
+    assert.equal(no.stdout, '403', no.stderr);
+  });
+
   test('each request is one L7 flow in `membrane observe --json`, with the deciding policy', async () => {
     await curl(site, [`http://${site.serverIp}/public/hello.txt?flow=1`]);
     await curl(site, [`http://${site.serverIp}/admin/secret.txt?flow=1`]);
@@ -432,7 +445,10 @@ describe('HTTP/1.1 L7 proxy through the real redirect', { skip: privilegedSkip()
     await loop.waitFor(/"started"/);
     await sleep(700);
     await site.agent.kill9();
-    await sleep(500);
+    // the proxy keeps enforcing its last policy while the agent is away
+    const denied = await curl(site, ['-o', '/dev/null', '-w', '%{http_code}', `http://${site.serverIp}/admin/secret.txt`]);
+    assert.equal(denied.stdout, '403');
+    await sleep(300);
     site.agent.restart();
     await site.agent.waitReady();
     await sleep(700);
