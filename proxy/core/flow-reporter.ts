@@ -42,13 +42,16 @@ export interface EndpointLookup {
   endpointOf(ip: string): { ref: string; ingressEnforced: boolean; egressEnforced: boolean } | undefined;
 }
 
-function side(d: L7Decision | undefined, overall: RequestDecision['verdict'], ep: ReturnType<EndpointLookup['endpointOf']>, what: 'source' | 'destination'): FlowSide {
+function side(d: L7Decision | undefined, overall: RequestDecision, ep: ReturnType<EndpointLookup['endpointOf']>, what: 'source' | 'destination'): FlowSide {
+  if (!d && overall.rejected) {
+    return { enforced: true, verdict: 'denied', allowedBy: [], deniedBy: [], reason: `refused by the proxy before policy: ${overall.rejected}` };
+  }
   if (!d) {
     const reason = ep ? `no policy selects the ${what} endpoint for this direction` : `the ${what} is not a local endpoint`;
     return { enforced: false, verdict: 'allowed', allowedBy: [], deniedBy: [], reason };
   }
   if (d.allowed) return { enforced: true, verdict: 'allowed', allowedBy: d.by, deniedBy: [], reason: d.detail };
-  const audit = overall === 'audit';
+  const audit = overall.verdict === 'audit';
   return { enforced: true, verdict: audit ? 'audit' : 'denied', allowedBy: [], deniedBy: d.by, reason: `${d.detail}${audit ? ' (audit mode: passed)' : ''}` };
 }
 
@@ -67,12 +70,12 @@ export function l7FlowRecord(eps: EndpointLookup, ctx: ConnContext, info: L7Flow
   return {
     time: new Date(now).toISOString(),
     verdict,
-    dropReason: verdict === 'DROPPED' ? 'POLICY_DENIED' : null,
+    dropReason: verdict !== 'DROPPED' ? null : decision.rejected ? 'INVALID_PACKET_DROPPED' : 'POLICY_DENIED',
     source: peer(src?.ref, ctx.client),
     destination: peer(dst?.ref, ctx.server),
     protocol: ctx.proto === 17 ? 'UDP' : 'TCP',
-    egress: side(decision.egress, decision.verdict, src, 'source'),
-    ingress: side(decision.ingress, decision.verdict, dst, 'destination'),
+    egress: side(decision.egress, decision, src, 'source'),
+    ingress: side(decision.ingress, decision, dst, 'destination'),
     l7: { ...info, latencyMs: Math.round(latencyMs * 1000) / 1000 },
   };
 }

@@ -6,9 +6,14 @@
  * (`--bpf-root`), as the datapath read them: a /32 lookup on the LPM map returns the longest
  * matching prefix. The map is opened lazily and reopened after a failure, so the proxy starts
  * before the agent has pinned anything and keeps working across agent restarts (the pins stay).
- * An address the map does not know is `world` (2), as in the datapath.
+ * An address the map does not know is `world` (2), as in the datapath. When the pin is replaced
+ * (`membrane cleanup` and a new agent), the map is reopened: the pin's inode is looked at, at most
+ * every 2 s.
  */
+import { statSync } from 'node:fs';
 import { IpcacheMap } from '../../src/datapath/ipcache-map.ts';
+import { MAP_NAMES } from '../../src/datapath/layout.ts';
+import { TypedMap } from '../../src/datapath/typed-map.ts';
 
 export const IDENTITY_WORLD = 2;
 
@@ -16,6 +21,8 @@ export class IpcacheIdentities {
   readonly #bpfRoot: string;
   #map: IpcacheMap | null = null;
   #retryAt = 0;
+  #ino = 0;
+  #checkedAt = 0;
 
   /** @param bpfRoot where the agent pins its maps */
   constructor(bpfRoot: string) {
@@ -37,13 +44,28 @@ export class IpcacheIdentities {
     }
   }
 
-  #open(): IpcacheMap | null {
-    if (this.#map) return this.#map;
-    if (Date.now() < this.#retryAt) return null;
+  #pinIno(): number {
     try {
-      this.#map = IpcacheMap.open(this.#bpfRoot);
+      return statSync(TypedMap.pinPath(this.#bpfRoot, MAP_NAMES.ipcache)).ino;
     } catch {
-      this.#retryAt = Date.now() + 1000;
+      return 0;
+    }
+  }
+
+  #open(): IpcacheMap | null {
+    const now = Date.now();
+    if (this.#map && now - this.#checkedAt > 2000) {
+      this.#checkedAt = now;
+      if (this.#pinIno() !== this.#ino) this.close();
+    }
+    if (this.#map) return this.#map;
+    if (now < this.#retryAt) return null;
+    try {
+      this.#ino = this.#pinIno();
+      this.#map = IpcacheMap.open(this.#bpfRoot);
+      this.#checkedAt = now;
+    } catch {
+      this.#retryAt = now + 1000;
     }
     return this.#map;
   }

@@ -41,6 +41,8 @@ export interface RequestDecision {
   /** Per side; undefined where that side does not apply (not a local endpoint, not enforced). */
   egress?: L7Decision;
   ingress?: L7Decision;
+  /** Set when the proxy refused the request before any policy was evaluated (malformed: 400). */
+  rejected?: string;
 }
 
 export interface Decider {

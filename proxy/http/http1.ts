@@ -33,7 +33,7 @@ import { endToEndHeaders } from './framing.ts';
 
 export { DENIED_BODY };
 
-const NOT_DECIDED: RequestDecision = { forward: false, verdict: 'denied' };
+const rejected = (reason: string): RequestDecision => ({ forward: false, verdict: 'denied', rejected: reason });
 
 interface PoolEntry {
   pool: Pool;
@@ -186,7 +186,7 @@ export class Http1Proxy {
       res.shouldKeepAlive = false;
       res.writeHead(outcome.status, { 'content-type': 'text/plain', 'content-length': 0, connection: 'close' });
       res.end();
-      this.#report(ctx, req, outcome.status, NOT_DECIDED, t0);
+      this.#report(ctx, req, outcome.status, rejected(outcome.reason), t0);
       return;
     }
     const decision = outcome.decision;
@@ -273,7 +273,7 @@ export class Http1Proxy {
   #reject(req: http.IncomingMessage, socket: Duplex, reason: string, status = 400): void {
     const ctx = this.#ctxOf(socket);
     socket.end(`HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${reason.length + 2}\r\nconnection: close\r\n\r\n${reason}\r\n`);
-    if (ctx) this.#report(ctx, req, status, NOT_DECIDED, performance.now());
+    if (ctx) this.#report(ctx, req, status, rejected(reason), performance.now());
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {

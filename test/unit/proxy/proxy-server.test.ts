@@ -113,7 +113,8 @@ describe('membrane proxy on loopback', () => {
       reported.length = 0;
       await get(p.httpPort, '/ok/flow');
       await get(p.httpPort, '/denied/flow');
-      for (let i = 0; i < 50 && reported.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      await get(p.httpPort, '/ok/../flow');
+      for (let i = 0; i < 250 && reported.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
       const ok = reported.find((f) => f.l7.url === '/ok/flow');
       const denied = reported.find((f) => f.l7.url === '/denied/flow');
       assert.equal(ok?.verdict, 'FORWARDED');
@@ -122,6 +123,11 @@ describe('membrane proxy on loopback', () => {
       assert.equal(denied?.verdict, 'DROPPED');
       assert.equal(denied?.l7.code, 403);
       assert.deepEqual(denied?.ingress.deniedBy, [POLICY]);
+      const bad = reported.find((f) => f.l7.url === '/ok/../flow');
+      assert.equal(bad?.verdict, 'DROPPED');
+      assert.equal(bad?.l7.code, 400);
+      assert.equal(bad?.dropReason, 'INVALID_PACKET_DROPPED');
+      assert.match(bad?.ingress.reason, /refused by the proxy before policy: dot-segment/);
     } finally {
       await p.stop();
     }
