@@ -114,7 +114,8 @@ describe('membrane proxy on loopback', () => {
       await get(p.httpPort, '/ok/flow');
       await get(p.httpPort, '/denied/flow');
       await get(p.httpPort, '/ok/../flow');
-      for (let i = 0; i < 250 && reported.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+      const urls = ['/ok/flow', '/denied/flow', '/ok/../flow'];
+      for (let i = 0; i < 250 && !urls.every((u) => reported.some((f) => f.l7.url === u)); i++) await new Promise((r) => setTimeout(r, 20));
       const ok = reported.find((f) => f.l7.url === '/ok/flow');
       const denied = reported.find((f) => f.l7.url === '/denied/flow');
       assert.equal(ok?.verdict, 'FORWARDED');
@@ -169,4 +170,10 @@ test('flow reports wait in a bounded buffer while the agent is unreachable; requ
   assert.equal(r.pending, 5);
   assert.equal(r.dropped, 15);
   r.close();
+});
+
+test('the proxy listens on the port the datapath redirects HTTP to', async () => {
+  const { PROXY_PORTS } = await import('../../../src/endpoint/manager.ts');
+  const { PROXY_HTTP_PORT } = await import('../../../proxy/server.ts');
+  assert.equal(PROXY_HTTP_PORT, PROXY_PORTS.http);
 });
