@@ -390,16 +390,21 @@ export class PolicyEngine {
     for (const [key, built] of this.#builders) {
       if (!built.builder.policy.egress.hasNamedPorts) continue;
       const fresh = new EndpointMapBuilder(built.builder.policy, built.builder.ports);
-      fresh.build();
+      let error: Error | undefined;
+      try {
+        fresh.build();
+      } catch (e) {
+        error = e as Error; // reported by the sync, which drops the builder
+      }
       // Several invalidations before one sync (bulk): the diff must start from the state the
       // endpoints were last given, not from an intermediate rebuild nobody saw.
       const old = this.#pendingRebuilds.get(key)?.old ?? built.builder.state;
-      this.#pendingRebuilds.set(key, { old, fresh });
+      this.#pendingRebuilds.set(key, { old, fresh, error });
       built.builder = fresh;
     }
   }
 
-  readonly #pendingRebuilds = new Map<string, { old: MapState; fresh: EndpointMapBuilder }>();
+  readonly #pendingRebuilds = new Map<string, { old: MapState; fresh: EndpointMapBuilder; error?: Error }>();
 
   /**
    * Brings identities, ipcache, selector cache, selector policies and map states up to date.
@@ -494,11 +499,24 @@ export class PolicyEngine {
         }
         continue;
       }
-      const mc: MapChanges = pending ? diffStates(pending.old, built.builder.state) : { adds: [], deletes: [] };
-      if (touched.size > 0) {
-        const update: MapChanges = { adds: [], deletes: [] };
-        built.builder.updateIdentities(touched, update);
-        composeInto(mc, update);
+      let mc: MapChanges;
+      try {
+        if (pending?.error) throw pending.error;
+        mc = pending ? diffStates(pending.old, built.builder.state) : { adds: [], deletes: [] };
+        if (touched.size > 0) {
+          const update: MapChanges = { adds: [], deletes: [] };
+          built.builder.updateIdentities(touched, update);
+          composeInto(mc, update);
+        }
+      } catch (e) {
+        // New selections (or named ports) make two rules collide on one key (PolicyMergeError):
+        // the endpoints keep what they were given; their policy is computed again on demand.
+        this.#builders.delete(key);
+        for (const ref of refs) {
+          this.#endpointBuilder.delete(ref);
+          changes.errors.set(ref, e as Error);
+        }
+        continue;
       }
       if (mc.adds.length || mc.deletes.length) for (const ref of refs) mergeInto(changes, ref, mc);
     }

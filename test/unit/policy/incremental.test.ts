@@ -656,3 +656,47 @@ test('a merge conflict is reported in changes.errors, and the endpoint recovers 
     renderMapState(fresh, fresh.endpointPolicy('alpha/web').mapState.entries()),
   );
 });
+
+test('new selections that make two rules collide on one key are reported, not thrown (and recover)', () => {
+  // Two selectors on TCP/80 with different parsers resolve fine until one identity is selected by both.
+  const policy = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: alpha}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: db}}]
+    toPorts: [{ports: [{port: web, protocol: TCP}], rules: {http: [{method: GET}]}}]
+  - toEndpoints: [{matchLabels: {role: be}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}], rules: {dns: [{matchPattern: "*"}]}}]
+`;
+  const ref = rulesOf(policy)[0]!.origin.ref;
+  const base: Op[] = [
+    { t: 'ns', list: [{ name: 'alpha', labels: {} }] },
+    { t: 'upsert', spec: { namespace: 'alpha', name: 'web', labels: { app: 'web' }, ips: ['10.1.0.1'] } },
+    { t: 'upsert', spec: { namespace: 'alpha', name: 'db', labels: { app: 'db', role: 'be' }, ips: ['10.1.0.2'], namedPorts: { web: { port: 9000, protocol: 'TCP' } } } },
+    { t: 'policy', ref, yaml: policy },
+  ];
+  for (const trigger of [
+    // a new identity selected by both selectors (selection update)
+    { t: 'upsert', spec: { namespace: 'alpha', name: 'db2', labels: { app: 'db', role: 'be', tier: 'x' }, ips: ['10.1.0.3'], namedPorts: { web: { port: 8080, protocol: 'TCP' } } } },
+    // named port 'web' of an identity both select now resolves to 8080 (named-port rebuild)
+    { t: 'upsert', spec: { namespace: 'alpha', name: 'db', labels: { app: 'db', role: 'be' }, ips: ['10.1.0.2'], namedPorts: { web: { port: 8080, protocol: 'TCP' } } } },
+    { t: 'bulk', ops: [{ t: 'upsert', spec: { namespace: 'alpha', name: 'db', labels: { app: 'db', role: 'be' }, ips: ['10.1.0.2'], namedPorts: { web: { port: 8080, protocol: 'TCP' } } } }] },
+  ] as Op[]) {
+    const engine = new PolicyEngine({ hostIps: [GATEWAY] });
+    const world: World = { namespaces: [], endpoints: new Map(), policies: new Map(), fqdn: new Map() };
+    for (const op of base) perform(engine, world, op, new Set());
+    assert.equal(engine.computeAll().size, 0);
+    const changes = perform(engine, world, trigger, new Set());
+    assert.match(changes.errors.get('alpha/web')?.message ?? '', /conflicting L7 parsers/, JSON.stringify(trigger));
+    assert.throws(() => engine.endpointPolicy('alpha/web'), /conflicting L7 parsers/);
+    // the conflict goes away with the policy: the endpoint's policy is computed again on demand
+    perform(engine, world, { t: 'policy', ref, yaml: null }, new Set());
+    const fresh = freshEngine(world);
+    assert.deepEqual(
+      renderMapState(engine, engine.endpointPolicy('alpha/web').mapState.entries()),
+      renderMapState(fresh, fresh.endpointPolicy('alpha/web').mapState.entries()),
+    );
+  }
+});
