@@ -389,10 +389,13 @@ export class Agent {
         if (!p || JSON.stringify({ ...p, line: 0 }) !== JSON.stringify({ ...ep, line: 0 })) this.engine.upsertEndpoint(ep);
       }
     });
-    for (const [ref] of prev) if (!cur.has(ref)) this.#manager.forget(ref);
     this.#endpointsFile = file;
     this.revision++;
+    // Peers' entries for changed identities are written before any ipcache update (forget()
+    // rewrites the ipcache): otherwise a relabelled pod's new identity could reach the maps
+    // before the deny entries that apply to it.
     this.#manager.apply(changes, this.revision);
+    for (const [ref] of prev) if (!cur.has(ref)) this.#manager.forget(ref);
     await this.#reconcile();
     this.#persist();
     this.#pushL7();

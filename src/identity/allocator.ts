@@ -52,8 +52,13 @@ export class IdentityAllocator {
       while (this.#byId.has(this.#nextLocal)) this.#nextLocal++;
       id = this.#nextLocal++;
     } else {
-      while (this.#byId.has(this.#nextGlobal)) this.#nextGlobal++;
-      if (this.#nextGlobal > GLOBAL_ID_MAX) throw new IdentityAllocationError('cluster identity space exhausted');
+      // numbers increase so a released number is not reused at once; past the end, wrap
+      // around and reuse released ones
+      let tries = 0;
+      while (this.#byId.has(this.#nextGlobal) || this.#nextGlobal > GLOBAL_ID_MAX) {
+        this.#nextGlobal = this.#nextGlobal >= GLOBAL_ID_MAX ? GLOBAL_ID_MIN : this.#nextGlobal + 1;
+        if (++tries > GLOBAL_ID_MAX - GLOBAL_ID_MIN + 1) throw new IdentityAllocationError('cluster identity space exhausted');
+      }
       id = this.#nextGlobal++;
     }
     const identity = { id, labels };

@@ -54,7 +54,11 @@ export interface EngineEndpoint {
 export interface EngineChanges {
   /** endpoint ref → map changes (only endpoints whose policy has been computed) */
   byEndpoint: Map<string, MapChanges>;
-  /** endpoint ref → why its policy could not be recomputed (it keeps the previous one) */
+  /**
+   * endpoint ref → why its policy could not be recomputed. The engine drops that endpoint's
+   * computed state (endpointPolicy() throws until the conflict is gone); what the datapath
+   * holds is kept by the consumer (EndpointManager resynchronises it in full on recovery).
+   */
   errors: Map<string, Error>;
   identitiesAdded: Identity[];
   identitiesRemoved: number[];
@@ -132,17 +136,26 @@ export class PolicyEngine {
   bulk(fn: () => void): EngineChanges {
     this.#bulkDepth++;
     this.#bulkChanges ??= emptyChanges();
+    let failure: unknown;
     try {
       fn();
+    } catch (e) {
+      failure = e;
     } finally {
       this.#bulkDepth--;
     }
-    if (this.#bulkDepth > 0) return emptyChanges();
+    if (this.#bulkDepth > 0) {
+      if (failure !== undefined) throw failure;
+      return emptyChanges();
+    }
+    // The outermost bulk always syncs what was done, even when `fn` threw part-way, so the
+    // engine never keeps half-recorded state; the error is rethrown after.
     const changes = this.#bulkChanges!;
     const affected = this.#bulkAffected;
     this.#bulkChanges = null;
     this.#bulkAffected = new Set();
     this.#sync(changes, affected);
+    if (failure !== undefined) throw failure;
     return changes;
   }
 
@@ -521,6 +534,7 @@ export class PolicyEngine {
       if (mc.adds.length || mc.deletes.length) for (const ref of refs) mergeInto(changes, ref, mc);
     }
     this.#pendingRebuilds.clear();
+    if (affected.size > 0) this.#pruneSelectors();
   }
 
   #endpointSets(): EndpointSets {
@@ -560,6 +574,18 @@ export class PolicyEngine {
     };
     for (const [prefix, id] of prefixIdentities) if (!epIpcache.has(prefix)) write(prefix, id);
     for (const [prefix, id] of epIpcache) write(prefix, id);
+  }
+
+  /** Forgets cached selectors no computed policy uses (they are recreated on demand). */
+  #pruneSelectors(): void {
+    const inUse = new Set<string>();
+    for (const sp of this.#selectorPolicies.values()) {
+      for (const dir of ['ingress', 'egress'] as const) for (const f of sp[dir].filters.values()) for (const k of f.perSelector.keys()) inUse.add(k);
+    }
+    for (const built of this.#builders.values()) {
+      for (const dir of ['ingress', 'egress'] as const) for (const f of built.builder.policy[dir].filters.values()) for (const k of f.perSelector.keys()) inUse.add(k);
+    }
+    this.selectorCache.prune(inUse);
   }
 
   /** Every prefix named by a `cidr:` requirement in any rule (including excepts). */
