@@ -27,6 +27,7 @@ import { startApiServer } from './observe/api.ts';
 import { FlowStore, flowOf, type FlowContext } from './observe/flows.ts';
 import { PolicyEngine } from './policy/engine.ts';
 import { buildL7Snapshot } from './policy/l7-policy.ts';
+import type { EndpointL7Policy } from './l7/policy.ts';
 import { ProxySupervisor } from '../proxy/core/supervisor.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -75,6 +76,8 @@ export class Agent {
   /** policy object ref → its rules and file, as applied */
   #applied = new Map<string, { rules: Rule[]; json: string; file: string }>();
   #policyErrors: StatusError[] = [];
+  /** Last L7 policy sent per endpoint: kept for endpoints whose policy cannot be computed. */
+  #lastL7 = new Map<string, EndpointL7Policy>();
   #endpointErrors: StatusError[] = [];
   #endpointPolicyErrors = new Map<string, string>();
   #monoOffsetMs = Date.now() - Number(process.hrtime.bigint() / 1_000_000n);
@@ -223,7 +226,7 @@ export class Agent {
   #pushL7(): void {
     if (!this.#proxy) return;
     try {
-      this.#proxy.push(buildL7Snapshot(this.engine, this.revision, this.opts.audit, this.#manager.enforced.keys()));
+      this.#proxy.push(buildL7Snapshot(this.engine, this.revision, this.opts.audit, this.#manager.enforced.keys(), this.#lastL7));
     } catch (e) {
       this.#log(`proxy policy: ${(e as Error).message}`);
     }

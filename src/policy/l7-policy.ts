@@ -73,20 +73,29 @@ export function endpointL7Policy(engine: PolicyEngine, ep: EngineEndpoint): Endp
 }
 
 /**
- * The L7 policy of every endpoint, or of the endpoints named. Endpoints whose policy cannot be
- * computed are left out (the proxy keeps their last rules).
+ * The L7 policy of every endpoint, or of the endpoints named. An endpoint whose policy cannot
+ * be computed keeps the rules it had in `previous` (fail closed: never fewer restrictions, never
+ * a gap); `previous` is updated with every endpoint that could be computed.
  */
-export function buildL7Snapshot(engine: PolicyEngine, revision: number, globalAudit: boolean, refs?: Iterable<string>): L7PolicySnapshot {
+export function buildL7Snapshot(
+  engine: PolicyEngine,
+  revision: number,
+  globalAudit: boolean,
+  refs?: Iterable<string>,
+  previous: Map<string, EndpointL7Policy> = new Map(),
+): L7PolicySnapshot {
   const endpoints: EndpointL7Policy[] = [];
   const wanted = refs ? new Set(refs) : null;
   for (const ep of engine.endpoints()) {
     if (wanted && !wanted.has(ep.ref)) continue;
     try {
-      endpoints.push(endpointL7Policy(engine, ep));
+      const l7 = endpointL7Policy(engine, ep);
+      previous.set(ep.ref, l7);
+      endpoints.push(l7);
     } catch {
-      /* reported by the agent; the proxy keeps what it had */
+      const last = previous.get(ep.ref);
+      if (last) endpoints.push(last);
     }
   }
   return { revision, endpoints, globalAudit };
 }
-
