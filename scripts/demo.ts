@@ -165,6 +165,26 @@ async function liveDemo(): Promise<void> {
     }
     const p = sh('ping', ['-c1', '-W1', '10.200.1.20'], { ns: `${tag}-frontend` });
     rows.push(['frontend → backend ICMP echo', colour(p.code === 0 ? 'ALLOWED (reply)' : 'DROPPED (no reply)')]);
+    // L7 through the proxy: HTTP on the backend's 8080 and gRPC on 50051 are redirected by the
+    // datapath to `membrane proxy`, which applies policies/l7/http and policies/l7/grpc.
+    const web = spawn('nsenter', [`--net=/run/netns/${tag}-backend`, process.execPath, server, '--http', '8080'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(web);
+    await new Promise<void>((resolve) => web.stdout!.once('data', () => resolve()));
+    const grpcPeer = path.join(root, 'scripts', 'demo-grpc.mjs');
+    const g = spawn('nsenter', [`--net=/run/netns/${tag}-backend`, process.execPath, grpcPeer, 'server', '50051'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(g);
+    await new Promise<void>((resolve) => g.stdout!.once('data', () => resolve()));
+    for (const [label, target] of [['frontend → backend HTTP GET /api/items', '/api/items'], ['frontend → backend HTTP GET /admin', '/admin']] as const) {
+      const r = sh(process.execPath, [client, 'http', '10.200.1.20', '8080', '--path', target, '--timeout', '2000'], { ns: `${tag}-frontend` });
+      const res = JSON.parse(r.stdout.trim() || '{"result":"error"}') as { result: string; status?: number; body?: string };
+      const body = (res.body ?? '').trim().slice(0, 30);
+      rows.push([label, colour(res.status === 200 ? 'ALLOWED (200)' : res.status ? `DENIED (${res.status} ${body})` : res.result)]);
+    }
+    for (const method of ['GetItem', 'DeleteItem']) {
+      const r = sh(process.execPath, [grpcPeer, 'call', '10.200.1.20:50051', method], { ns: `${tag}-frontend` });
+      const res = JSON.parse(r.stdout.trim() || '{"ok":false,"code":-1,"details":"no answer"}') as { ok: boolean; code: number; details: string };
+      rows.push([`frontend → backend gRPC ${method}`, colour(res.ok ? 'ALLOWED (OK)' : `DENIED (grpc-status ${res.code}${res.details ? `: ${res.details}` : ''})`)]);
+    }
     process.stdout.write(table(rows));
     process.stdout.write(bold('\nmembrane observe (what the datapath decided, and which policy decided it):\n\n'));
     const obs = sh(process.execPath, [membrane, 'observe', '--socket', socket, '--json']);
@@ -173,7 +193,8 @@ async function liveDemo(): Promise<void> {
       const f = JSON.parse(line);
       if (!f.source.name && !f.destination.name) continue; // e.g. IPv6 router solicitations
       const who = (x: { namespace: string | null; name: string | null; ip: string; port: number }) => `${x.name ? `${x.namespace}/${x.name}` : x.ip}${x.port ? `:${x.port}` : ''}`;
-      frows.push([who(f.source), who(f.destination), f.protocol, colour(f.verdict + (f.dropReason ? ` ${f.dropReason}` : '')), sideText(f.egress), sideText(f.ingress)]);
+      const l7 = f.l7 ? ` ${f.l7.method} ${f.l7.url} → ${f.l7.code}${f.l7.grpcStatus ? ` grpc-status ${f.l7.grpcStatus}` : ''}` : '';
+      frows.push([who(f.source), who(f.destination), f.protocol + (f.l7 ? `/${f.l7.type}` : ''), colour(f.verdict + (f.dropReason ? ` ${f.dropReason}` : '')) + l7, sideText(f.egress), sideText(f.ingress)]);
     }
     process.stdout.write(table(frows));
   } finally {
