@@ -352,7 +352,9 @@ describe('HTTP/1.1 L7 proxy through the real redirect', { skip: privilegedSkip()
     const chunked = await curl(site, ['-D', '-', '-o', out, '-X', 'PUT', '-H', 'Transfer-Encoding: chunked', '--data-binary', `@${file}`, `http://${site.serverIp}:9000/echo`]);
     assert.equal(chunked.code, 0, chunked.stderr);
     assert.match(chunked.stdout, /^HTTP\/1\.1 200/);
-    assert.match(chunked.stdout, /x-req-te: chunked/i, 'the upstream saw a chunked request');
+    // a proxy may re-frame a body (RFC 9112 §7): chunked, or exactly the body's length when the
+    // whole body had arrived before it was forwarded; the bytes are checked below
+    assert.match(chunked.stdout, /x-req-te: chunked|x-req-cl: 300000\r?\n/i, 'the upstream got the whole body, framed');
     assert.equal(sha256(readFileSync(out)), sha256(body));
     const cont = await curl(site, ['-v', '-o', out, '-X', 'PUT', '-H', 'Expect: 100-continue', '--data-binary', `@${file}`, `http://${site.serverIp}:9000/echo`]);
     assert.equal(cont.code, 0, cont.stderr);
