@@ -15,6 +15,7 @@ const benches = [
   { name: 'policy-compute', file: 'policy-compute.ts', root: false },
   { name: 'datapath-prog', file: 'datapath-prog.ts', root: true },
   { name: 'datapath', file: 'datapath.ts', root: true },
+  { name: 'http', file: 'http.ts', root: true },
 ];
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 let failed = 0;
