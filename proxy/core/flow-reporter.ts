@@ -88,6 +88,8 @@ export interface AgentFlowReporterOptions {
   maxBuffered?: number;
   /** Records per POST (default 500). */
   batch?: number;
+  /** How long records gather before a batch is sent, ms (default 100): bounds POSTs to ~10/s. */
+  flushMs?: number;
 }
 
 export class AgentFlowReporter implements FlowReporter {
@@ -99,6 +101,7 @@ export class AgentFlowReporter implements FlowReporter {
   readonly #eps: EndpointLookup;
   readonly #max: number;
   readonly #batch: number;
+  readonly #flushMs: number;
   #queue: string[] = [];
   #inFlight = false;
   #timer: NodeJS.Timeout | null = null;
@@ -109,6 +112,7 @@ export class AgentFlowReporter implements FlowReporter {
     this.#eps = o.endpoints;
     this.#max = o.maxBuffered ?? 10000;
     this.#batch = o.batch ?? 500;
+    this.#flushMs = o.flushMs ?? 100;
   }
 
   report(ctx: ConnContext, info: L7FlowInfo, decision: RequestDecision, latencyMs: number): void {
@@ -118,7 +122,7 @@ export class AgentFlowReporter implements FlowReporter {
       this.#queue.splice(0, over);
       this.dropped += over;
     }
-    this.#schedule(5);
+    this.#schedule(this.#queue.length >= this.#batch ? 0 : this.#flushMs);
   }
 
   get pending(): number {
@@ -147,7 +151,7 @@ export class AgentFlowReporter implements FlowReporter {
         if (this.#queue[n - 1] === batch[n - 1]) this.#queue.splice(0, n);
         this.sent += n;
       }
-      if (this.#queue.length) this.#schedule(ok ? 0 : 500);
+      if (this.#queue.length) this.#schedule(!ok ? 500 : this.#queue.length >= this.#batch ? 0 : this.#flushMs);
     };
     const req = http.request(
       { socketPath: this.agentSocket, agent: false, method: 'POST', path: '/v1/flows', headers: { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(body) }, timeout: 2000 },
