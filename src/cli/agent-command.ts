@@ -11,6 +11,7 @@ import { DEFAULT_SOCKET } from '../observe/api.ts';
 import { DEFAULT_PIN_ROOT } from '../datapath/index.ts';
 import { parseArgs, one, UsageError } from './args.ts';
 import type { CliIo } from './io.ts';
+import { runUntilSignal } from './signals.ts';
 
 export const DEFAULT_STATE_DIR = '/run/membrane';
 
@@ -42,21 +43,5 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.err(`membrane agent: ${(e as Error).message}\n`);
     return e instanceof UsageError ? 2 : 1;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (sig: string) => {
-      if (stopping) return;
-      stopping = true;
-      io.err(`membrane agent: ${sig}: stopping, enforcement stays in place\n`);
-      agent.stop().then(
-        () => resolve(0),
-        (e) => {
-          io.err(`membrane agent: stop: ${(e as Error).message}\n`);
-          resolve(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  return runUntilSignal(io, 'membrane agent', 'enforcement stays in place', () => agent.stop());
 }

@@ -13,6 +13,7 @@ import { ProxyServer } from '../../proxy/server.ts';
 import { parseArgs, one, UsageError } from './args.ts';
 import { DEFAULT_STATE_DIR } from './agent-command.ts';
 import type { CliIo } from './io.ts';
+import { runUntilSignal } from './signals.ts';
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   let proxy: ProxyServer;
@@ -31,21 +32,5 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.err(`membrane proxy: ${(e as Error).message}\n`);
     return e instanceof UsageError ? 2 : 1;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (sig: string) => {
-      if (stopping) return;
-      stopping = true;
-      io.err(`membrane proxy: ${sig}: stopping\n`);
-      proxy.stop().then(
-        () => resolve(0),
-        (e) => {
-          io.err(`membrane proxy: stop: ${(e as Error).message}\n`);
-          resolve(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  return runUntilSignal(io, 'membrane proxy', '', () => proxy.stop());
 }
