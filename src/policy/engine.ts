@@ -18,9 +18,10 @@ import { endpointIdentityLabels, NAMESPACE_LABEL } from '../identity/endpoint-la
 import { IpCache } from '../identity/ipcache.ts';
 import { ID_HOST, RESERVED_IDENTITIES } from '../identity/reserved.ts';
 import { formatPrefix, parseIp, parsePrefix } from '../labels/cidr.ts';
-import { LabelSet, type Label } from '../labels/labels.ts';
+import { LabelSet } from '../labels/labels.ts';
 import { selectorMatches } from '../labels/selector.ts';
 import { fqdnSelectorKey, fqdnSelectorMatches } from '../l7/dns.ts';
+import { fqdnBaseOf, fqdnIdentityLabels, parseBases, type FqdnIdentityTable } from '../l7/fqdn.ts';
 import { EndpointMapBuilder, MapState, type NamedPortResolver } from './map-state.ts';
 import { Repository } from './repository.ts';
 import { resolvePolicy, type SelectorPolicy } from './resolve.ts';
@@ -113,6 +114,8 @@ export class PolicyEngine {
   readonly #ipcacheState = new Map<string, number>();
   /** learned DNS names → IPs (node-global, reference §5.4) */
   readonly #fqdn = new Map<string, Set<string>>();
+  /** FQDN identities as of the last sync (what the DNS proxy is sent) */
+  #fqdnTable: FqdnIdentityTable = { selectors: [], cidrs: [], identities: [] };
   /** identities currently in the selector cache */
   readonly #live = new Set<number>();
 
@@ -450,26 +453,36 @@ export class PolicyEngine {
       desired.set(identity.id, identity);
       prefixIdentities.set(text, identity.id);
     }
+    // FQDN identities (src/l7/fqdn.ts): each selector alone is pre-allocated, so the DNS proxy
+    // can write a learned IP's ipcache entry without the agent; learned IPs get the identity of
+    // their (selector set, base prefix).
     const fqdnSelectors = this.#fqdnSelectors();
+    const bases = parseBases([...prefixIdentities.keys()]);
+    const fqdnIds: FqdnIdentityTable['identities'] = [];
+    const fqdnIdentity = (keys: string[], base: string | null): Identity => {
+      const { identity } = this.allocator.allocate(new LabelSet(fqdnIdentityLabels(keys, base)));
+      if (!desired.has(identity.id)) fqdnIds.push({ selectors: [...new Set(keys)].sort(), base, id: identity.id });
+      desired.set(identity.id, identity);
+      return identity;
+    };
+    for (const sel of fqdnSelectors) fqdnIdentity([fqdnSelectorKey(sel)], null);
     const ipNames = new Map<string, Set<string>>();
     for (const [name, ips] of this.#fqdn) for (const ip of ips) {
       let s = ipNames.get(ip);
       if (!s) ipNames.set(ip, (s = new Set()));
       s.add(name);
     }
+    const learned = new Map<string, number>();
     for (const [ip, names] of ipNames) {
       if (clusterIps.has(hostPrefix(ip))) continue; // toFQDNs never selects cluster IPs (§2.10)
       const keys = fqdnSelectors.filter((sel) => [...names].some((n) => fqdnSelectorMatches(sel, n))).map((sel) => fqdnSelectorKey(sel));
       if (keys.length === 0) continue;
       const p = parsePrefix(ip);
       if (!p) continue;
-      const text = formatPrefix(p);
-      const labels: Label[] = [...new Set(keys)].map((k) => ({ source: 'fqdn', key: k, value: '' }));
-      labels.push({ source: 'cidr', key: text, value: '' }, { source: 'reserved', key: 'world', value: '' });
-      const { identity } = this.allocator.allocate(new LabelSet(labels));
-      desired.set(identity.id, identity);
-      prefixIdentities.set(text, identity.id);
+      learned.set(formatPrefix(p), fqdnIdentity(keys, fqdnBaseOf(ip, bases)).id);
     }
+    for (const [text, id] of learned) prefixIdentities.set(text, id);
+    this.#fqdnTable = { selectors: fqdnSelectors, cidrs: bases.map((b) => b.text), identities: fqdnIds };
     // 2. selector cache
     const added: Identity[] = [];
     const removed: number[] = [];
@@ -608,6 +621,16 @@ export class PolicyEngine {
       for (const dr of rule.egress) for (const p of dr.peers ?? []) if (p.type === 'fqdn') seen.set(fqdnSelectorKey(p), p);
     }
     return [...seen.values()];
+  }
+
+  /** The FQDN identities allocated now, for the DNS proxy (src/l7/fqdn.ts). */
+  fqdnTable(): FqdnIdentityTable {
+    return this.#fqdnTable;
+  }
+
+  /** Learned DNS names and their IPs (node-global, reference §5.4). */
+  fqdnNames(): Map<string, string[]> {
+    return new Map([...this.#fqdn].map(([n, ips]) => [n, [...ips]]));
   }
 
   /** Current ipcache as prefix → identity (for programming the datapath). */
