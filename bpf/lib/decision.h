@@ -97,8 +97,9 @@ static __always_inline int decision_known(struct __sk_buff *skb, struct decision
  *     event; the fast path emits none);
  *  3. the entry holds a decision made by this hook (dec_ifindex, OBS_* point,
  *     origin) at the current policy revision;
- *  4. for a redirect, the proxy socket is found (else the full check runs
- *     again and drops with its reason and event).
+ *  4. for a redirect, the proxy socket is found and, for UDP, the original
+ *     destination recorded (else the full check runs again and drops with
+ *     its reason and event).
  * Then, as decision_finish would: redirect or mark decided, refresh
  * conntrack, count. Set d->dec_ifindex (and CT_DEC_F_NODE) first.
  * Returns true when the packet passed this way, false when the caller must
@@ -122,10 +123,10 @@ static __always_inline bool decision_cached(struct __sk_buff *skb, struct decisi
 	dec = ct_dec_get(e, d->dec_ifindex, d->rev, d->dec_flags);
 	if (!dec)
 		return false;
-	/* 4. */
+	/* 4. (the source identity is the one the entry's last full check saw) */
 	proxy_port = ct_dec_proxy_port(dec);
 	if (proxy_port) {
-		if (IS_ERR(proxy_redirect4(skb, p, proxy_port)))
+		if (IS_ERR(proxy_redirect4(skb, p, proxy_port, e->src_identity)))
 			return false;
 	} else if (d->ev.obs_point != OBS_TO_CONTAINER) {
 		skb->mark = MARK_MAGIC_DECIDED;
@@ -189,7 +190,7 @@ static __always_inline int decision_finish(struct __sk_buff *skb, struct decisio
 	if (proxy_port) {
 		if (d->ev.obs_point == OBS_TO_CONTAINER)
 			return DROP_PROXY_SET_FAILED;
-		ret = proxy_redirect4(skb, p, proxy_port);
+		ret = proxy_redirect4(skb, p, proxy_port, d->ev.src_identity);
 		if (IS_ERR(ret))
 			return ret;
 		d->ev.proxy_port = proxy_port;

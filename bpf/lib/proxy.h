@@ -12,6 +12,11 @@
  *    is delivered locally instead of forwarded.
  * bpf_sk_assign only works at tc INGRESS: only the decision points
  * (from_container, from_netdev) can redirect. No socket -> drop (fail closed).
+ *
+ * TCP: the proxy learns the original destination from the accepted socket's
+ * local address. UDP: a Node dgram socket cannot read IP_ORIGDSTADDR, so every
+ * redirected datagram first records it in mbr_origdst_v1 (datapath-trial.md
+ * §4 variant ii), keyed by the client's address and port.
  */
 #ifndef __MBR_PROXY_H
 #define __MBR_PROXY_H
@@ -20,6 +25,85 @@
 #include "pkt.h"
 
 #define PROXY_ADDR	0x7f000001	/* 127.0.0.1, host order */
+
+/*
+ * struct proxy_orig_key: key of mbr_origdst_v1, the client of a redirected
+ * UDP datagram (what the proxy sees as the datagram's source).
+ *
+ *   off size field
+ *     0    4 saddr   network order, client address
+ *     4    2 sport   network order, client port
+ *     6    1 proto   IPPROTO_UDP (the only protocol written for now)
+ *     7    1 pad     zero
+ *   size 8
+ */
+struct proxy_orig_key {
+	__be32 saddr;
+	__be16 sport;
+	__u8 proto;
+	__u8 pad;
+};
+
+/*
+ * struct proxy_orig_entry: value of mbr_origdst_v1, where the client sent the
+ * datagram before it was redirected.
+ *
+ *   off size field
+ *     0    4 daddr     network order, original destination address
+ *     4    2 dport     network order, original destination port
+ *     6    2 pad       zero
+ *     8    4 identity  host order, security identity of the client (the
+ *                      flow's source identity, as in its conntrack entry)
+ *    12    4 pad2      zero
+ *   size 16
+ *
+ * Lifecycle: written by proxy_redirect4 for EVERY redirected UDP datagram
+ * (full check and cached fast path alike), after the proxy socket was found
+ * and before bpf_sk_assign, so when the proxy reads the entry for a datagram
+ * it received, the entry was written for that datagram or a later one of the
+ * same client address/port. Nothing in the datapath reads it (there is no
+ * NAT keyed on it), so a stale entry cannot steer traffic; the LRU evicts old
+ * clients. A client sending from one port to two servers at once races: the
+ * proxy may read the later destination for the earlier datagram.
+ */
+struct proxy_orig_entry {
+	__be32 daddr;
+	__be16 dport;
+	__u16 pad;
+	__u32 identity;
+	__u32 pad2;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct proxy_orig_key);
+	__type(value, struct proxy_orig_entry);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mbr_origdst_v1 SEC(".maps");
+
+/*
+ * __proxy_orig_record4 records the original destination of @p, sent by a
+ * client of identity @src_identity, in mbr_origdst_v1.
+ * Returns 0 or DROP_PROXYMAP_CREATE_FAILED.
+ */
+static __always_inline int __proxy_orig_record4(const struct pkt4 *p, __u32 src_identity)
+{
+	struct proxy_orig_key k = {
+		.saddr = p->saddr,
+		.sport = p->sport,
+		.proto = p->proto,
+	};
+	struct proxy_orig_entry v = {
+		.daddr = p->daddr,
+		.dport = p->dport,
+		.identity = src_identity,
+	};
+
+	if (bpf_map_update_elem(&mbr_origdst_v1, &k, &v, BPF_ANY) < 0)
+		return DROP_PROXYMAP_CREATE_FAILED;
+	return 0;
+}
 
 /*
  * __proxy_lookup4 finds the socket for @p: TCP first looks for an established
@@ -63,12 +147,18 @@ static __always_inline struct bpf_sock *__proxy_lookup4(struct __sk_buff *skb, c
 
 /*
  * proxy_redirect4 assigns @skb to the proxy socket for @proxy_port and marks
- * it MARK_MAGIC_TO_PROXY | proxy_port << 16.
+ * it MARK_MAGIC_TO_PROXY | proxy_port << 16. A UDP datagram's original
+ * destination and @src_identity (the client's identity) are recorded in
+ * mbr_origdst_v1 first, once the socket is found.
  * Returns 0, DROP_PROXY_LOOKUP_FAILED (no socket: proxy down or port not
- * realized), DROP_PROXY_SET_FAILED (bpf_sk_assign refused, e.g. not at tc
- * ingress; BPF_PROG_TEST_RUN is not) or DROP_PROXY_UNKNOWN_PROTO.
+ * realized), DROP_PROXYMAP_CREATE_FAILED (UDP: the original destination could
+ * not be recorded; fail closed, the client retries, rather than hand the proxy
+ * a datagram it cannot place), DROP_PROXY_SET_FAILED (bpf_sk_assign refused,
+ * e.g. not at tc ingress; BPF_PROG_TEST_RUN is not) or
+ * DROP_PROXY_UNKNOWN_PROTO.
  */
-static __always_inline int proxy_redirect4(struct __sk_buff *skb, const struct pkt4 *p, __u16 proxy_port)
+static __always_inline int proxy_redirect4(struct __sk_buff *skb, const struct pkt4 *p, __u16 proxy_port,
+					   __u32 src_identity)
 {
 	struct bpf_sock *sk;
 	int err, ret;
@@ -76,6 +166,13 @@ static __always_inline int proxy_redirect4(struct __sk_buff *skb, const struct p
 	sk = __proxy_lookup4(skb, p, proxy_port, &err);
 	if (!sk)
 		return err;
+	if (p->proto == IPPROTO_UDP) {
+		ret = __proxy_orig_record4(p, src_identity);
+		if (IS_ERR(ret)) {
+			bpf_sk_release(sk);
+			return ret;
+		}
+	}
 	ret = bpf_sk_assign(skb, sk, 0);
 	bpf_sk_release(sk);
 	if (ret < 0)

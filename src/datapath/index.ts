@@ -13,6 +13,7 @@ export { IpcacheMap, type IpcacheKey, type IpcacheEntry } from './ipcache-map.ts
 export { EndpointsMap, endpointFlags, type EndpointInfo, type EndpointKey } from './endpoints-map.ts';
 export { PolicyMap, type PolicyEntryDesc, type PolicyKeyDesc, type PolicyValueDesc } from './policy-map.ts';
 export { CtMap, type CtKey, type CtEntry, type CtDecision } from './ct-map.ts';
+export { ProxyOrigMap, type ProxyOrigKey, type ProxyOrigEntry, type OrigDestination } from './proxy-orig-map.ts';
 export { PolicyRevision, type RevisionBumper } from './policy-revision.ts';
 export { ConfigMap, type DatapathConfig } from './config-map.ts';
 export { MetricsMap, type MetricsCounter } from './metrics-map.ts';

@@ -59,10 +59,15 @@ export const VERDICT_EVENT = layout('verdict_event', 'events.h', 64, {
   ingress_match: 61, pad: 62,
 });
 
+/** Must match struct proxy_orig_key in bpf/lib/proxy.h (key of mbr_origdst_v1). */
+export const PROXY_ORIG_KEY = layout('proxy_orig_key', 'proxy.h', 8, { saddr: 0, sport: 4, proto: 6, pad: 7 });
+/** Must match struct proxy_orig_entry in bpf/lib/proxy.h (value of mbr_origdst_v1). */
+export const PROXY_ORIG_ENTRY = layout('proxy_orig_entry', 'proxy.h', 16, { daddr: 0, dport: 4, pad: 6, identity: 8, pad2: 12 });
+
 /** Every mirrored struct, for the layout test. */
 export const ALL_LAYOUTS: readonly StructLayout[] = [
   IPCACHE_KEY, IPCACHE_ENTRY, ENDPOINT_INFO, POLICY_KEY, POLICY_ENTRY, CT_KEY, CT_ENTRY, POLREV_ENTRY, CONFIG_ENTRY,
-  METRICS_KEY, METRICS_ENTRY, EVRATE_STATE, VERDICT_EVENT,
+  METRICS_KEY, METRICS_ENTRY, EVRATE_STATE, VERDICT_EVENT, PROXY_ORIG_KEY, PROXY_ORIG_ENTRY,
 ];
 
 /** Map names (kernel object names hold 15 characters), as in the headers. */
@@ -76,6 +81,8 @@ export const MAP_NAMES = {
   config: 'mbr_config_v1',
   evrate: 'mbr_evrate_v1',
   metrics: 'mbr_metrics_v1',
+  /** Original destination of redirected UDP datagrams, by client address/port (bpf/lib/proxy.h). */
+  proxyOrig: 'mbr_origdst_v1',
 } as const;
 
 /** Entry programs by object. */

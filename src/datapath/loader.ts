@@ -29,6 +29,7 @@ import { EndpointsMap } from './endpoints-map.ts';
 import { PolicyMap } from './policy-map.ts';
 import { CtMap, migrateCtV1 } from './ct-map.ts';
 import { MetricsMap } from './metrics-map.ts';
+import { ProxyOrigMap } from './proxy-orig-map.ts';
 import { PolicyRevision } from './policy-revision.ts';
 
 export { DEFAULT_PIN_ROOT };
@@ -82,6 +83,8 @@ export interface LoadedObject {
   ct(): CtMap;
   config(): ConfigMap;
   metrics(): MetricsMap;
+  /** Original destinations of redirected UDP datagrams (mbr_origdst_v1; the datapath writes, the proxy reads). */
+  proxyOrig(): ProxyOrigMap;
   /** The policy revision (mbr_polrev_v1), mmapped once per object and shared by its views; closed by close(). */
   revision(): PolicyRevision;
   /** Releases the object (bpf_object__close). Attached programs and pinned maps stay. Idempotent. */
@@ -206,6 +209,7 @@ function makeLoaded(obj: Ptr, objectPath: string, pinRoot: string, programs: Rec
     ct: () => CtMap.fromFd(mapFd(MAP_NAMES.ct)),
     config: () => ConfigMap.fromFd(mapFd(MAP_NAMES.config), rev()),
     metrics: () => MetricsMap.fromFd(mapFd(MAP_NAMES.metrics)),
+    proxyOrig: () => ProxyOrigMap.fromFd(mapFd(MAP_NAMES.proxyOrig)),
     revision: rev,
     close(): void {
       if (closed) return;

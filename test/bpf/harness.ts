@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import {
   load, removePins, testRun, RingbufReader, PROGRAMS, MAP_NAMES, Proto, endpointFlags,
   type LoadedObject, type TestRunResult, type VerdictEvent, type IpcacheMap, type EndpointsMap, type PolicyMap,
-  type CtMap, type ConfigMap, type MetricsMap, type PolicyEntryDesc, type PolicyRevision,
+  type CtMap, type ConfigMap, type MetricsMap, type PolicyEntryDesc, type PolicyRevision, type ProxyOrigMap,
 } from '../../src/datapath/index.ts';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -47,6 +47,7 @@ export class Harness {
   readonly ct: CtMap;
   readonly config: ConfigMap;
   readonly metrics: MetricsMap;
+  readonly proxyOrig: ProxyOrigMap;
   readonly revision: PolicyRevision;
   readonly events: RingbufReader;
 
@@ -62,6 +63,7 @@ export class Harness {
     this.ct = this.lxc.ct();
     this.config = this.lxc.config();
     this.metrics = this.lxc.metrics();
+    this.proxyOrig = this.lxc.proxyOrig();
     this.revision = this.lxc.revision();
     this.events = RingbufReader.fromFd(this.lxc.mapFd(MAP_NAMES.events));
   }
@@ -71,7 +73,7 @@ export class Harness {
    * directions enforced unless told otherwise, ipcache for A, B and the node.
    */
   reset(o: { aFlags?: number; bFlags?: number } = {}): void {
-    for (const m of [this.policy, this.ct, this.ipcache, this.endpoints]) m.clear();
+    for (const m of [this.policy, this.ct, this.ipcache, this.endpoints, this.proxyOrig]) m.clear();
     this.metrics.clear();
     this.config.set(0, { flags: 0, eventsPerSec: 0, eventsBurst: 0, hostIdentity: 0 });
     const both = endpointFlags({ ingress: true, egress: true });

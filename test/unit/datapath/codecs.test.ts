@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { encodePolicyKey, decodePolicyKey, encodePolicyValue, decodePolicyValue, type PolicyKeyDesc } from '../../../src/datapath/policy-map.ts';
 import { encodeIpcacheKey, decodeIpcacheKey } from '../../../src/datapath/ipcache-map.ts';
 import { encodeCtKey, decodeCtKey } from '../../../src/datapath/ct-map.ts';
+import { encodeProxyOrigKey, decodeProxyOrigKey, encodeProxyOrigEntry, decodeProxyOrigEntry } from '../../../src/datapath/proxy-orig-map.ts';
 import { ipv6Bytes, ipv6Text, parseCidr } from '../../../src/datapath/addr.ts';
 import { decodeVerdictEvent } from '../../../src/datapath/verdict-event.ts';
 import { MapEncodeError } from '../../../src/datapath/errors.ts';
@@ -65,6 +66,18 @@ test('conntrack key round trip, ports network order', () => {
   const b = encodeCtKey(k);
   assert.equal(b.readUInt16BE(8), 40000);
   assert.deepEqual(decodeCtKey(b), k);
+});
+
+test('proxy orig key/entry: addresses and ports network order, identity host order, pads zero', () => {
+  const k = { saddr: '10.200.0.10', sport: 40000, proto: 17 };
+  const kb = encodeProxyOrigKey(k);
+  assert.deepEqual([...kb], [10, 200, 0, 10, 0x9c, 0x40, 17, 0]);
+  assert.deepEqual(decodeProxyOrigKey(kb), k);
+  const e = { daddr: '10.200.0.20', dport: 53, identity: 0x01020304 };
+  const eb = encodeProxyOrigEntry(e);
+  assert.deepEqual([...eb], [10, 200, 0, 20, 0, 53, 0, 0, 4, 3, 2, 1, 0, 0, 0, 0]);
+  assert.deepEqual(decodeProxyOrigEntry(eb), e);
+  assert.throws(() => encodeProxyOrigKey({ ...k, saddr: 'fd00::1' }), MapEncodeError);
 });
 
 test('verdict event decoding of a hand-made record', () => {

@@ -20,5 +20,7 @@ struct metrics_key probe_metrics_key;
 struct metrics_entry probe_metrics_entry;
 struct evrate_state probe_evrate_state;
 struct verdict_event probe_verdict_event;
+struct proxy_orig_key probe_proxy_orig_key;
+struct proxy_orig_entry probe_proxy_orig_entry;
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
