@@ -22,4 +22,4 @@ export { decodeVerdictEvent, type VerdictEvent, type SideVerdict, type Verdict, 
 export { testRun, TC_ACT_OK, TC_ACT_SHOT, type TestRunInput, type TestRunResult } from './test-run.ts';
 export { DropReason, DROP_REASONS, dropReason, dropReasonName, type DropReasonInfo } from './drop-reasons.ts';
 export { Identity, Mark, EndpointFlags, ConfigFlags, CtFlags, Proto, MAP_NAMES, PROGRAMS, proxyMark } from './layout.ts';
-export { setTransparent, setMark, transparentListenFd } from './sockets.ts';
+export { setTransparent, setMark, transparentListenFd, markedStreamFd, markedDgramFd, transparentReplyFd } from './sockets.ts';

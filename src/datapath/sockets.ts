@@ -8,6 +8,13 @@
  *
  * The upstream socket is created here with its mark already set (markedStreamFd), then handed to Node
  * (`new net.Socket({ fd })` followed by `connect()`), so the SYN itself carries the mark.
+ *
+ * UDP (the DNS proxy, datapath-trial.md §4 variant ii): the datagrams bpf_sk_assign hands over arrive on a
+ * transparent socket on 127.0.0.1:<proxy port> (`transparentListenFd(host, port, { type: 'udp' })`), their
+ * original destination comes from mbr_origdst_v1 (ProxyOrigMap); queries go upstream from a marked socket
+ * (markedDgramFd) and answers go back from a transparent socket bound to the original server's address
+ * (transparentReplyFd), so the client sees the server it asked. Every fd is adopted with
+ * `dgram.createSocket('udp4').bind({ fd })`.
  */
 import { errno, libc, strerror } from './libbpf.ts';
 import { ipv4Bytes } from './addr.ts';
@@ -46,9 +53,20 @@ export function setMark(fd: number, mark: number): void {
   setInt(fd, SOL_SOCKET, SO_MARK, mark | 0, 'setsockopt SO_MARK');
 }
 
+/** A new non-blocking, close-on-exec IPv4 socket. @throws SocketError */
+function newSocket(type: number): number {
+  const fd = libc().socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    const e = errno();
+    throw new SocketError(strerror(e), { step: 'socket', errno: e });
+  }
+  return fd;
+}
+
 /**
  * Creates a non-blocking transparent socket bound to `host:port` (TCP: listening), for
- * `net.Server.listen({ fd })` / `dgram` adoption.
+ * `net.Server.listen({ fd })` / `dgram.Socket.bind({ fd })` adoption. With `type: 'udp'` this is the socket
+ * the DNS proxy receives redirected datagrams on (SO_REUSEADDR, IP_TRANSPARENT, bound, nothing else).
  * @param host IPv4 address, usually 127.0.0.1
  * @param port port (0 = any)
  * @param o `type` tcp (default) or udp; `backlog` for TCP
@@ -58,11 +76,7 @@ export function setMark(fd: number, mark: number): void {
 export function transparentListenFd(host: string, port: number, o: { type?: 'tcp' | 'udp'; backlog?: number } = {}): number {
   const c = libc();
   const udp = o.type === 'udp';
-  const fd = c.socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    const e = errno();
-    throw new SocketError(strerror(e), { step: 'socket', errno: e });
-  }
+  const fd = newSocket(udp ? SOCK_DGRAM : SOCK_STREAM);
   try {
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, 'setsockopt SO_REUSEADDR');
     setTransparent(fd);
@@ -93,17 +107,51 @@ export function transparentListenFd(host: string, port: number, o: { type?: 'tcp
  * @throws SocketError (SO_MARK needs CAP_NET_ADMIN)
  */
 export function markedStreamFd(mark: number): number {
-  const c = libc();
-  const fd = c.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    const e = errno();
-    throw new SocketError(strerror(e), { step: 'socket', errno: e });
-  }
+  return markedFd(SOCK_STREAM, mark);
+}
+
+/**
+ * Creates a non-blocking, unbound UDP socket with SO_MARK already set, for
+ * `dgram.createSocket('udp4').bind({ fd })`: the DNS proxy's upstream socket, whose queries carry
+ * `proxyMark(identity)` so no program enforces or redirects them again. The kernel picks the source address
+ * and port on the first send (`socket.address()` reports 0.0.0.0:0 until then). `bind({ fd })` emits
+ * 'listening' before it returns: wait with its callback, not with a listener added afterwards.
+ * @param mark e.g. `proxyMark(identity)`
+ * @returns the fd (the caller owns it; Node closes it with the socket)
+ * @throws SocketError (SO_MARK needs CAP_NET_ADMIN)
+ * @example
+ * const up = dgram.createSocket('udp4');
+ * up.bind({ fd: markedDgramFd(proxyMark(identity)) }, () => up.send(query, 53, '10.200.0.20'));
+ */
+export function markedDgramFd(mark: number): number {
+  return markedFd(SOCK_DGRAM, mark);
+}
+
+function markedFd(type: number, mark: number): number {
+  const fd = newSocket(type);
   try {
     setMark(fd, mark);
     return fd;
   } catch (err) {
-    c.close(fd);
+    libc().close(fd);
     throw err;
   }
+}
+
+/**
+ * Creates a non-blocking transparent UDP socket bound to `ip:port`, an address that need not be local (the
+ * original DNS server of a redirected query, e.g. 10.200.0.20:53), for `dgram.createSocket('udp4').bind({ fd })`.
+ * Answers sent from it carry that source, so the client accepts them as the server's. SO_REUSEADDR lets
+ * several such sockets (or a restarted proxy) bind the same address. Nothing is received on it: no route
+ * delivers that address locally.
+ * @param ip IPv4 address to send from (need not be configured on the node)
+ * @param port source port, e.g. 53
+ * @returns the fd (the caller owns it; Node closes it with the socket)
+ * @throws SocketError (IP_TRANSPARENT needs CAP_NET_ADMIN)
+ * @example
+ * const reply = dgram.createSocket('udp4');
+ * reply.bind({ fd: transparentReplyFd(dst.ip, dst.port) }, () => reply.send(answer, rinfo.port, rinfo.address));
+ */
+export function transparentReplyFd(ip: string, port: number): number {
+  return transparentListenFd(ip, port, { type: 'udp' });
 }
