@@ -6,8 +6,9 @@
  * bpf_sk_assign and hands each to its protocol.
  *
  * - Listeners: 127.0.0.1:<proxy port> with IP_TRANSPARENT (made by src/datapath/sockets.ts), one
- *   per parser that runs here; today only HTTP (PROXY_PORTS.http). Ports without a listener
- *   (Kafka for now) drop what is redirected to them: fail closed.
+ *   per parser that runs here: HTTP (PROXY_PORTS.http) and DNS over UDP and TCP
+ *   (PROXY_PORTS.dns, proxy/dns/dns-proxy.ts). Ports without a listener (Kafka for now) drop
+ *   what is redirected to them: fail closed.
  * - A connection's original destination is the accepted socket's local address; both ends'
  *   identities come from the pinned ipcache.
  * - On the HTTP port, the first bytes pick the protocol: the HTTP/2 connection preface goes to
@@ -15,7 +16,8 @@
  *   else to HTTP/1.1 (proxy/http/http1.ts).
  * - Control API on `<state-dir>/proxy.sock` (HTTP over a UNIX socket):
  *     PUT /v1/policy   an L7PolicySnapshot (header `x-membrane-agent-socket`: where to report)
- *     GET /v1/status   revision, connections, listeners, flow report counters
+ *     GET /v1/status   revision, connections, listeners, flow report counters, DNS counters
+ *     GET /v1/fqdn     the DNS cache as `{ names: [{ name, ips }] }` (the agent mirrors it at start)
  *   The last snapshot is kept in `<state-dir>/proxy-policy.json` and loaded at start.
  * - `<state-dir>/proxy.pid` names the running proxy; stop() removes it (when still ours).
  */
@@ -32,6 +34,9 @@ import { IpcacheIdentities } from './core/identities.ts';
 import { PolicyStore, snapshotProblem } from './core/policy-store.ts';
 import type { ConnContext, ProtocolDeps, UpstreamConnector } from './core/types.ts';
 import { MarkedUpstreamConnector } from './core/upstream.ts';
+import { AgentFqdnLink } from './dns/agent-link.ts';
+import { DnsProxy, PROXY_DNS_PORT } from './dns/dns-proxy.ts';
+import { FqdnLearner } from './dns/fqdn-learner.ts';
 import { Http1Proxy } from './http/http1.ts';
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */
@@ -43,14 +48,29 @@ export const PROXY_HTTP_PORT = 15001;
 export interface ProxyServerOptions {
   stateDir: string;
   bpfRoot: string;
-  settings: Pick<Settings, 'proxyMaxConnections' | 'proxyHeaderTimeoutMs' | 'proxyIdleTimeoutMs' | 'proxyMaxHeaderBytes'>;
+  settings: Pick<
+    Settings,
+    | 'proxyMaxConnections'
+    | 'proxyHeaderTimeoutMs'
+    | 'proxyIdleTimeoutMs'
+    | 'proxyMaxHeaderBytes'
+    | 'fqdnMinTtl'
+    | 'fqdnMaxIpsPerName'
+    | 'dnsGcInterval'
+    | 'dnsResponseMaxDelayMs'
+    | 'dnsDenyResponse'
+    | 'dnsUpstreamTimeoutMs'
+    | 'dnsMaxConcurrent'
+  >;
   /** Where flows go until the agent says otherwise (default `/run/membrane/agent.sock`). */
   agentSocket?: string;
   /** Listening address (default 127.0.0.1, where the datapath looks). */
   host?: string;
   /** HTTP proxy port (default 15001). */
   httpPort?: number;
-  /** Use a plain listener instead of a transparent one (unit tests without the datapath). */
+  /** DNS proxy port (default 15053); null: no DNS proxy (its queries are dropped, fail closed). */
+  dnsPort?: number | null;
+  /** Use a plain listener instead of a transparent one (unit tests without the datapath; no DNS). */
   plainListener?: boolean;
   /** Upstream connector (default: marked sockets). */
   upstream?: UpstreamConnector;
@@ -64,6 +84,9 @@ export class ProxyServer {
   readonly reporter: AgentFlowReporter;
   readonly identities: IpcacheIdentities;
   readonly deps: ProtocolDeps;
+  readonly learner: FqdnLearner;
+  readonly #fqdnLink: AgentFqdnLink;
+  #dns?: DnsProxy;
   readonly #o: ProxyServerOptions;
   readonly #store: PolicyStore;
   readonly #http1: Http1Proxy;
@@ -91,6 +114,8 @@ export class ProxyServer {
       limits: { maxHeaderBytes: o.settings.proxyMaxHeaderBytes, headerTimeoutMs: o.settings.proxyHeaderTimeoutMs, idleTimeoutMs: o.settings.proxyIdleTimeoutMs },
     };
     this.#http1 = new Http1Proxy(this.deps);
+    this.#fqdnLink = new AgentFqdnLink(() => this.reporter.agentSocket);
+    this.learner = new FqdnLearner({ stateDir: o.stateDir, bpfRoot: o.bpfRoot, identities: this.identities, agent: this.#fqdnLink, settings: o.settings, log: this.#log });
   }
 
   /**
@@ -126,6 +151,7 @@ export class ProxyServer {
     const stored = this.#store.read();
     if (stored) {
       this.decider.update(stored.snapshot);
+      this.learner.setTable(stored.snapshot.fqdn);
       if (stored.agentSocket && !this.#o.agentSocket) this.reporter.agentSocket = stored.agentSocket;
       this.#log(`loaded policy revision ${stored.snapshot.revision} from ${this.#store.file}`);
     }
@@ -139,9 +165,14 @@ export class ProxyServer {
       else server.listen({ fd: transparentListenFd(host, port) }, () => resolve());
     });
     this.#listeners.push(server);
+    const dnsPort = this.#o.dnsPort === undefined ? PROXY_DNS_PORT : this.#o.dnsPort;
+    if (dnsPort !== null && !this.#o.plainListener) {
+      this.learner.start();
+      this.#dns = await DnsProxy.start({ bpfRoot: this.#o.bpfRoot, host, port: dnsPort, deps: this.deps, identities: this.identities, learner: this.learner, settings: this.#o.settings, log: this.#log });
+    }
     this.#control = await this.#serveControl();
     writeFileSync(this.pidFile, `${process.pid}\n`);
-    this.#log(`listening on ${host}:${this.httpPort} (http); control ${this.controlSocket}; pid ${process.pid}`);
+    this.#log(`listening on ${host}:${this.httpPort} (http)${this.#dns ? `, ${host}:${this.#dns.port} (dns udp+tcp)` : ''}; control ${this.controlSocket}; pid ${process.pid}`);
   }
 
   #accept(sock: net.Socket, proxyPort: number): void {
@@ -219,6 +250,7 @@ export class ProxyServer {
         res.end(JSON.stringify(doc));
       };
       if (req.method === 'GET' && req.url === '/v1/status') return send(200, this.status());
+      if (req.method === 'GET' && req.url === '/v1/fqdn') return send(200, { names: this.learner.cache.names() });
       if (req.method === 'PUT' && req.url === '/v1/policy') {
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
@@ -235,6 +267,7 @@ export class ProxyServer {
           const agentSocket = req.headers['x-membrane-agent-socket'];
           if (typeof agentSocket === 'string' && agentSocket) this.reporter.agentSocket = agentSocket;
           this.decider.update(snapshot);
+          this.learner.setTable(snapshot.fqdn);
           try {
             this.#store.write({ snapshot, agentSocket: this.reporter.agentSocket });
           } catch (e) {
@@ -262,6 +295,7 @@ export class ProxyServer {
       refused: this.refused,
       agentSocket: this.reporter.agentSocket,
       flows: { sent: this.reporter.sent, dropped: this.reporter.dropped, pending: this.reporter.pending },
+      dns: this.#dns ? { ...this.#dns.status(), cache: this.learner.cache.size, fqdn: this.learner.stats } : null,
     };
   }
 
@@ -270,6 +304,11 @@ export class ProxyServer {
     for (const l of this.#listeners) l.close();
     for (const c of this.#conns) c.destroy();
     await this.#http1.close();
+    if (this.#dns) {
+      await this.#dns.stop();
+      this.learner.stop();
+    }
+    this.#fqdnLink.close();
     if (this.#control) await new Promise<void>((r) => this.#control!.close(() => r()));
     this.#control?.closeAllConnections();
     this.reporter.close();

@@ -18,6 +18,12 @@ export interface Settings {
   dnsDenyResponse: 'REFUSED' | 'NXDOMAIN';
   /** DNS: garbage-collection interval of expired names, seconds (default 60). */
   dnsGcInterval: number;
+  /** DNS: longest an answer is held while its IPs reach the maps through the agent, ms (default 100; reference §5.3 step 8). */
+  dnsResponseMaxDelayMs: number;
+  /** DNS: upstream timeout before the client gets SERVFAIL, ms (default 2000). */
+  dnsUpstreamTimeoutMs: number;
+  /** DNS: most queries in flight; more are answered SERVFAIL (default 4096). */
+  dnsMaxConcurrent: number;
   /** Verdict events per second per CPU the datapath may emit (default 1000; 0 = unlimited). */
   eventRateLimit: number;
   /** Burst of the event rate limit (default 2000). */
@@ -39,6 +45,9 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
   fqdnMaxIpsPerName: 1000,
   dnsDenyResponse: 'REFUSED',
   dnsGcInterval: 60,
+  dnsResponseMaxDelayMs: 100,
+  dnsUpstreamTimeoutMs: 2000,
+  dnsMaxConcurrent: 4096,
   eventRateLimit: 1000,
   eventBurst: 2000,
   flowBufferSize: 20000,

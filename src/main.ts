@@ -27,6 +27,7 @@ import { startApiServer } from './observe/api.ts';
 import { FlowStore, flowOf, type FlowContext } from './observe/flows.ts';
 import { PolicyEngine } from './policy/engine.ts';
 import { buildL7Snapshot } from './policy/l7-policy.ts';
+import type { FqdnIdentityTable } from './l7/fqdn.ts';
 import type { EndpointL7Policy } from './l7/policy.ts';
 import { ProxySupervisor } from '../proxy/core/supervisor.ts';
 
@@ -121,6 +122,11 @@ export class Agent {
   async #init(persisted: ReturnType<StateStore['read']>): Promise<void> {
     const { buildBpf } = (await import(pathToFileURL(path.join(root, 'scripts', 'build-bpf.mjs')).href)) as { buildBpf: (o: object) => Promise<string[]> };
     await buildBpf({ quiet: true });
+    // The DNS cache (the proxy's, reference §5.6) before anything is programmed: the first
+    // reconciliation must keep the ipcache entries of learned IPs.
+    this.#proxy = new ProxySupervisor({ stateDir: this.opts.stateDir, bpfRoot: this.opts.bpfRoot, agentSocket: this.opts.socket, config: this.opts.config, log: this.#log });
+    const fqdnNames = await this.#proxy.fqdnNames();
+    if (fqdnNames.length) this.#log(`restored ${fqdnNames.length} DNS name(s) from the proxy's cache`);
     // policies and endpoints into the engine, in one pass
     const loaded = loadPolicyPaths(this.opts.policies);
     this.#policyErrors = loaded.problems.filter((p) => p.severity === 'error').map(problemToError);
@@ -128,6 +134,7 @@ export class Agent {
     this.engine.bulk(() => {
       this.engine.setNamespaces(this.#endpointsFile.namespaces);
       for (const ep of this.#endpointsFile.endpoints) this.engine.upsertEndpoint(ep);
+      for (const { name, ips } of fqdnNames) this.engine.learnFqdn(name, ips);
       for (const [ref, rules] of rulesByObject(loaded.rules)) {
         this.engine.replacePolicyObject(ref, rules);
         this.#applied.set(ref, { rules, json: JSON.stringify(rules), file: rules[0]!.origin.location.file });
@@ -200,6 +207,16 @@ export class Agent {
       ingest: (records) => {
         for (const r of records) this.flows.add(r);
       },
+      fqdn: (update) =>
+        new Promise((resolve, reject) =>
+          this.#enqueue('DNS cache update', () => {
+            try {
+              resolve({ fqdn: this.applyFqdn(update) });
+            } catch (e) {
+              reject(e as Error);
+            }
+          }),
+        ),
     });
     this.#log(`serving ${this.opts.socket}; policy revision ${this.revision}`);
     this.#startProxy();
@@ -212,7 +229,7 @@ export class Agent {
    * fails the agent: problems are logged and pushes retried.
    */
   #startProxy(): void {
-    this.#proxy = new ProxySupervisor({ stateDir: this.opts.stateDir, bpfRoot: this.opts.bpfRoot, agentSocket: this.opts.socket, config: this.opts.config, log: this.#log });
+    if (!this.#proxy) return;
     try {
       this.#proxy.ensureRouting();
       this.#proxy.ensureRunning();
@@ -338,6 +355,29 @@ export class Agent {
     this.#persist();
     this.#pushL7();
     this.#log(`plumbing changed: ${now.size} endpoint(s) enforced`);
+  }
+
+  /**
+   * Mirrors the DNS proxy's cache changes in the engine and programs what follows (FQDN
+   * identities for new selector sets, their policy entries, ipcache entries); the proxy gets
+   * a new snapshot when the FQDN identity table changed.
+   * @returns the FQDN identity table after the change
+   */
+  applyFqdn(update: { learn: Array<{ name: string; ips: string[] }>; forget: Array<{ name: string; ips: string[] }> }): FqdnIdentityTable {
+    const before = JSON.stringify(this.engine.fqdnTable());
+    const changes = this.engine.bulk(() => {
+      for (const { name, ips } of update.learn) this.engine.learnFqdn(name, ips);
+      for (const { name, ips } of update.forget) this.engine.forgetFqdn(name, ips);
+    });
+    const touched = changes.byEndpoint.size > 0 || changes.identitiesAdded.length > 0 || changes.identitiesRemoved.length > 0;
+    if (touched) {
+      this.revision++;
+      const failed = this.#manager.apply(changes, this.revision);
+      for (const [ref, err] of failed) this.#log(`${ref}: keeps its previous policy: ${err}`);
+    } else this.#manager.syncIpcache();
+    const table = this.engine.fqdnTable();
+    if (JSON.stringify(table) !== before) this.#pushL7();
+    return table;
   }
 
   /** Re-reads the policy paths and applies what changed (refused objects keep their version). */

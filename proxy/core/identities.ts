@@ -44,6 +44,11 @@ export class IpcacheIdentities {
     }
   }
 
+  /** The pinned ipcache (for the DNS proxy's writes), or null when it cannot be opened now. */
+  map(): IpcacheMap | null {
+    return this.#open();
+  }
+
   #pinIno(): number {
     try {
       return statSync(TypedMap.pinPath(this.#bpfRoot, MAP_NAMES.ipcache)).ino;

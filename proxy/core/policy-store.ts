@@ -31,6 +31,10 @@ export function snapshotProblem(s: unknown): string | null {
     const ep = e as Record<string, unknown>;
     if (!ep || typeof ep.ref !== 'string' || !Array.isArray(ep.ips) || !Array.isArray(ep.ingress) || !Array.isArray(ep.egress)) return `endpoints[${i}]: not an endpoint policy`;
   }
+  if (o.fqdn !== undefined) {
+    const f = o.fqdn as Record<string, unknown> | null;
+    if (!f || !Array.isArray(f.selectors) || !Array.isArray(f.cidrs) || !Array.isArray(f.identities)) return 'fqdn: not an FQDN identity table';
+  }
   return null;
 }
 

@@ -147,6 +147,47 @@ export class ProxySupervisor {
     this.#kick(0);
   }
 
+  /**
+   * The DNS cache the agent's engine mirrors (reference §5.6): asked from the running proxy, or
+   * read from the file it persists (`<state-dir>/fqdn-cache.json`) when it does not answer.
+   * Never throws: nothing known is an empty list.
+   */
+  async fqdnNames(): Promise<Array<{ name: string; ips: string[] }>> {
+    const live = await new Promise<Array<{ name: string; ips: string[] }> | null>((resolve) => {
+      if (!existsSync(this.controlSocket)) return resolve(null);
+      const req = http.request({ socketPath: this.controlSocket, agent: false, method: 'GET', path: '/v1/fqdn', timeout: 1000 }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            const doc = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { names?: Array<{ name: string; ips: string[] }> };
+            resolve(res.statusCode === 200 && Array.isArray(doc.names) ? doc.names : null);
+          } catch {
+            resolve(null);
+          }
+        });
+        res.on('error', () => resolve(null));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => resolve(null));
+      req.end();
+    });
+    if (live) return live;
+    try {
+      const doc = JSON.parse(readFileSync(path.join(this.#o.stateDir, 'fqdn-cache.json'), 'utf8')) as { entries?: Array<{ name: string; ip: string }> };
+      const byName = new Map<string, string[]>();
+      for (const e of doc.entries ?? []) {
+        if (typeof e?.name !== 'string' || typeof e.ip !== 'string') continue;
+        let l = byName.get(e.name);
+        if (!l) byName.set(e.name, (l = []));
+        l.push(e.ip);
+      }
+      return [...byName].map(([name, ips]) => ({ name, ips }));
+    } catch {
+      return [];
+    }
+  }
+
   /** Stops retrying (the proxy keeps running). */
   close(): void {
     this.#closed = true;

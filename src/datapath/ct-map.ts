@@ -128,6 +128,20 @@ const codec: MapCodec<CtKey, CtEntry> = {
   decodeValue: decodeCtEntry,
 };
 
+/** Entry lifetimes of bpf/lib/conntrack.h (CT_LIFETIME_*_NS): past it an entry counts as absent. */
+const CT_LIFETIME_TCP_NS = 21600n * 1_000_000_000n;
+const CT_LIFETIME_CLOSING_NS = 10n * 1_000_000_000n;
+const CT_LIFETIME_OTHER_NS = 60n * 1_000_000_000n;
+
+/**
+ * Whether an entry still stands for a live flow at `nowNs` (CLOCK_MONOTONIC, `process.hrtime.bigint()`),
+ * as ct_lifetime() in bpf/lib/conntrack.h decides: 6 h for TCP, 10 s once FIN/RST was seen, 60 s otherwise.
+ */
+export function ctEntryLive(k: CtKey, e: CtEntry, nowNs: bigint): boolean {
+  const lifetime = e.flags & C_CONSTANTS.CT_F_CLOSING ? CT_LIFETIME_CLOSING_NS : k.proto === 6 ? CT_LIFETIME_TCP_NS : CT_LIFETIME_OTHER_NS;
+  return nowNs - e.lastSeenNs <= lifetime;
+}
+
 /** Typed mbr_ct_v2. */
 export class CtMap extends TypedMap<CtKey, CtEntry> {
   static readonly spec = codec.spec;

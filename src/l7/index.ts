@@ -46,5 +46,8 @@ export {
 } from './kafka.ts';
 export type { KafkaMatchResult, KafkaRequestInfo, KafkaRuleSpec } from './kafka.ts';
 
+export { FqdnResolver, fqdnSetKey } from './fqdn.ts';
+export type { FqdnIdentityTable } from './fqdn.ts';
+
 export { decideL7 } from './policy.ts';
 export type { Direction, EndpointL7Policy, L7Decision, L7Parser, L7PolicySnapshot, L7PortPolicy, L7Request, L7Rule, OriginRule } from './policy.ts';

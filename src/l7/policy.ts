@@ -14,6 +14,7 @@
  * 4. nothing collected: denied (the datapath would not have redirected it).
  */
 import { DnsRuleSet, type DnsRuleSpec } from './dns.ts';
+import type { FqdnIdentityTable } from './fqdn.ts';
 import { HttpRuleSet, type HttpRequestInfo, type HttpRuleSpec } from './http.ts';
 import { KafkaRuleSet, type KafkaRequestInfo, type KafkaRuleSpec } from './kafka.ts';
 
@@ -76,6 +77,8 @@ export interface L7PolicySnapshot {
   endpoints: EndpointL7Policy[];
   /** Global audit mode (`membrane agent --audit`). */
   globalAudit: boolean;
+  /** FQDN identities, for the DNS proxy's ipcache writes (src/l7/fqdn.ts). */
+  fqdn?: FqdnIdentityTable;
 }
 
 /** A request as the proxy (or trace) sees it. */

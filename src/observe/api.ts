@@ -7,9 +7,12 @@
  *   GET /v1/flows?last=N&verdict=V&from=REF&to=REF     → flows, one JSON object per line
  *   GET /v1/flows?follow=1&…                          → the same, then new flows as they come
  *   POST /v1/flows  (one JSON record per line)          ← L7 flows reported by `membrane proxy`
+ *   POST /v1/fqdn   {learn: [{name, ips}], forget: [...]} ← the DNS proxy's cache changes; answers
+ *                                                        {fqdn: table} once the maps are programmed
  * `membrane status` and `membrane observe` are its clients and work from any namespace.
  */
 import http from 'node:http';
+import { isIP } from 'node:net';
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { FlowFilter, FlowRecord } from './flows.ts';
@@ -23,6 +26,29 @@ export interface ApiHandlers {
   subscribe(fn: (f: FlowRecord) => void): () => void;
   /** Adds flows reported by the proxy (records already checked for shape). */
   ingest?(records: FlowRecord[]): void;
+  /** Applies DNS cache changes reported by the proxy; resolves with what to answer. */
+  fqdn?(update: FqdnUpdateBody): Promise<unknown>;
+}
+
+export interface FqdnUpdateBody {
+  learn: Array<{ name: string; ips: string[] }>;
+  forget: Array<{ name: string; ips: string[] }>;
+}
+
+/** Checks a POST /v1/fqdn body. @returns the problem, or null */
+export function fqdnUpdateProblem(x: unknown): string | null {
+  const o = x as Record<string, unknown> | null;
+  if (!o || typeof o !== 'object') return 'not an object';
+  for (const k of ['learn', 'forget'] as const) {
+    const list = o[k];
+    if (!Array.isArray(list)) return `${k}: must be a list`;
+    for (const [i, e] of list.entries()) {
+      const r = e as Record<string, unknown> | null;
+      if (!r || typeof r.name !== 'string' || r.name.length > 255 || !Array.isArray(r.ips)) return `${k}[${i}]: needs name and ips`;
+      if (r.ips.some((ip) => typeof ip !== 'string' || isIP(ip) === 0)) return `${k}[${i}].ips: not IP addresses`;
+    }
+  }
+  return null;
 }
 
 /** Whether a reported record looks like a FlowRecord (the proxy built it; this guards the store). */
@@ -108,6 +134,29 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
           h.ingest!(records);
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ accepted: records.length, rejected: bad }));
+        });
+        return;
+      }
+      if (req.method === 'POST' && url.pathname === '/v1/fqdn' && h.fqdn) {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          const send = (code: number, doc: unknown) => {
+            res.writeHead(code, { 'content-type': 'application/json' });
+            res.end(JSON.stringify(doc));
+          };
+          let body: unknown;
+          try {
+            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch (e) {
+            return send(400, { error: `not JSON: ${(e as Error).message}` });
+          }
+          const problem = fqdnUpdateProblem(body);
+          if (problem) return send(400, { error: problem });
+          h.fqdn!(body as FqdnUpdateBody).then(
+            (doc) => send(200, doc),
+            (e: Error) => send(500, { error: e.message }),
+          );
         });
         return;
       }

@@ -97,5 +97,5 @@ export function buildL7Snapshot(
       if (last) endpoints.push(last);
     }
   }
-  return { revision, endpoints, globalAudit };
+  return { revision, endpoints, globalAudit, fqdn: engine.fqdnTable() };
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `membrane proxy` pieces on loopback (no datapath): the control API and the persisted policy,
 // flow reports to the agent socket (bounded when the agent is away), the connection bound.
+import { DEFAULT_SETTINGS } from '../../../src/config.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -29,7 +30,7 @@ const snapshot = (revision: number, globalAudit = false): L7PolicySnapshot => ({
     },
   ],
 });
-const SETTINGS = { proxyMaxConnections: 3, proxyHeaderTimeoutMs: 2000, proxyIdleTimeoutMs: 5000, proxyMaxHeaderBytes: 8192 };
+const SETTINGS = { ...DEFAULT_SETTINGS, proxyMaxConnections: 3, proxyHeaderTimeoutMs: 2000, proxyIdleTimeoutMs: 5000, proxyMaxHeaderBytes: 8192 };
 
 function control(sock: string, method: string, p: string, body?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * @module proxy/dns/agent-link
+ *
+ * Tells the agent what the DNS cache learned and forgot (`POST /v1/fqdn` on the agent's API
+ * socket), so its policy engine mirrors the cache: it allocates identities for selector sets the
+ * proxy has no identity for, and keeps the ipcache entries on its own reconciliations.
+ *
+ * Updates are coalesced: at most one request is in flight; what arrives meanwhile goes in the
+ * next one. `send` resolves with the agent's answer (its FQDN identity table after applying) or
+ * null when the agent cannot be reached (it reads the whole cache from the proxy when it starts,
+ * so nothing is replayed).
+ */
+import http from 'node:http';
+import type { FqdnIdentityTable } from '../../src/l7/fqdn.ts';
+
+export interface FqdnUpdate {
+  learn: Array<{ name: string; ips: string[] }>;
+  forget: Array<{ name: string; ips: string[] }>;
+}
+
+type Waiter = (t: FqdnIdentityTable | null) => void;
+
+export class AgentFqdnLink {
+  readonly #socket: () => string;
+  readonly #timeoutMs: number;
+  #next: FqdnUpdate = { learn: [], forget: [] };
+  #waiters: Waiter[] = [];
+  #busy = false;
+  #scheduled = false;
+  #closed = false;
+  sent = 0;
+  failed = 0;
+
+  /** @param socket the agent's API socket (read at each request: the agent may tell a new one) */
+  constructor(socket: () => string, timeoutMs = 2000) {
+    this.#socket = socket;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  send(update: FqdnUpdate): Promise<FqdnIdentityTable | null> {
+    if (this.#closed) return Promise.resolve(null);
+    this.#next.learn.push(...update.learn);
+    this.#next.forget.push(...update.forget);
+    const p = new Promise<FqdnIdentityTable | null>((resolve) => this.#waiters.push(resolve));
+    this.#schedule();
+    return p;
+  }
+
+  #schedule(): void {
+    if (this.#busy || this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#busy || (this.#next.learn.length === 0 && this.#next.forget.length === 0)) return;
+    const body = JSON.stringify(this.#next);
+    const waiters = this.#waiters;
+    this.#next = { learn: [], forget: [] };
+    this.#waiters = [];
+    this.#busy = true;
+    let table: FqdnIdentityTable | null = null;
+    try {
+      table = await this.#post(body);
+      this.sent++;
+    } catch {
+      this.failed++;
+    }
+    this.#busy = false;
+    for (const w of waiters) w(table);
+    if (this.#next.learn.length || this.#next.forget.length) this.#schedule();
+  }
+
+  #post(body: string): Promise<FqdnIdentityTable | null> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ socketPath: this.#socket(), path: '/v1/fqdn', method: 'POST', headers: { 'content-type': 'application/json' }, timeout: this.#timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`agent answered ${res.statusCode}`));
+          try {
+            resolve((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { fqdn?: FqdnIdentityTable }).fqdn ?? null);
+          } catch (e) {
+            reject(e as Error);
+          }
+        });
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error('agent timed out')));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const w of this.#waiters) w(null);
+    this.#waiters = [];
+  }
+}

@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * @module proxy/dns/dns-proxy
+ *
+ * The DNS proxy of `membrane proxy` (reference §5.1–§5.3; DESIGN §4 "DNS redirect").
+ *
+ * How queries arrive: port-53 flows the policy redirects (`rules.dns`) are bpf_sk_assign-ed to
+ * 127.0.0.1:<dns proxy port> in the node namespace.
+ * - UDP: a socket bound there. Node cannot read IP_ORIGDSTADDR, so the datapath records each
+ *   redirected datagram's original destination in mbr_origdst_v1 keyed by the client's
+ *   address and port (src/datapath/proxy-orig-map.ts). The answer goes back from a transparent
+ *   socket bound to the original server's address and port, so the client sees the server it
+ *   asked answer (no NAT).
+ * - TCP: a transparent listener; the original destination is the accepted socket's local address.
+ *
+ * Each query (handle):
+ * 1. not a DNS query: FORMERR when the header is readable, else dropped; never a throw;
+ * 2. more than dnsMaxConcurrent in flight: SERVFAIL;
+ * 3. policy (proxy/core Decider, DNS rules of the client's egress for the server's identity, and
+ *    the server endpoint's ingress when it is local): denied → REFUSED (or NXDOMAIN,
+ *    dnsDenyResponse); audit mode forwards and reports `audit`;
+ * 4. forwarded to the original server over the same transport (proxy/dns/upstream.ts); no
+ *    answer in dnsUpstreamTimeoutMs or an upstream error: SERVFAIL;
+ * 5. a NOERROR answer with addresses for the query name: the addresses reach the cache and the
+ *    maps before the answer is released (proxy/dns/fqdn-learner.ts);
+ * 6. the answer goes to the client with its own id; one DNS flow is reported (name, answer IPs,
+ *    TTL, rcode, verdict, deciding policy).
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Settings } from '../../src/config.ts';
+import { ProxyOrigMap } from '../../src/datapath/proxy-orig-map.ts';
+import { transparentListenFd, transparentReplyFd } from '../../src/datapath/sockets.ts';
+import { normalizeDnsName } from '../../src/l7/dns.ts';
+import type { IpcacheIdentities } from '../core/identities.ts';
+import type { ConnContext, ProtocolDeps, RequestDecision } from '../core/types.ts';
+import type { FqdnLearner } from './fqdn-learner.ts';
+import { errorResponse, formatError, parseAnswer, parseQuery, setId, type DnsQuery } from './message.ts';
+import { TcpFramer, tcpFrame, TcpUpstream, UdpUpstreams } from './upstream.ts';
+
+export const PROXY_DNS_PORT = 15053;
+
+export interface DnsProxyOptions {
+  bpfRoot: string;
+  /** Listening address (default 127.0.0.1, where the datapath looks). */
+  host?: string;
+  /** Port for UDP and TCP (default 15053). */
+  port?: number;
+  deps: ProtocolDeps;
+  identities: IpcacheIdentities;
+  learner: FqdnLearner;
+  settings: Pick<Settings, 'dnsDenyResponse' | 'dnsUpstreamTimeoutMs' | 'dnsMaxConcurrent' | 'proxyIdleTimeoutMs' | 'proxyMaxConnections'>;
+  log: (msg: string) => void;
+}
+
+/** Sends an answer to the client of one query. */
+type Reply = (resp: Buffer) => void;
+/** Forwards a query upstream (answer, or null for SERVFAIL). */
+type Forward = (msg: Buffer) => Promise<Buffer | null>;
+
+export class DnsProxy {
+  readonly #o: DnsProxyOptions;
+  readonly #udpUpstreams: UdpUpstreams;
+  readonly #replySockets = new Map<string, dgram.Socket>();
+  readonly #conns = new Set<net.Socket>();
+  #udp?: dgram.Socket;
+  #tcp?: net.Server;
+  #orig: ProxyOrigMap | null = null;
+  #origRetryAt = 0;
+  #inflight = 0;
+  readonly stats = { queries: 0, allowed: 0, denied: 0, audit: 0, servfail: 0, malformed: 0, noOrigDst: 0, overload: 0 };
+
+  private constructor(o: DnsProxyOptions) {
+    this.#o = o;
+    this.#udpUpstreams = new UdpUpstreams(o.settings.dnsUpstreamTimeoutMs);
+  }
+
+  /** Listens on UDP and TCP. @throws when a socket cannot be made (nothing is left open) */
+  static async start(o: DnsProxyOptions): Promise<DnsProxy> {
+    const p = new DnsProxy(o);
+    try {
+      await p.#listen();
+    } catch (e) {
+      await p.stop();
+      throw e;
+    }
+    return p;
+  }
+
+  get port(): number {
+    return this.#udp?.address().port ?? 0;
+  }
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  async #listen(): Promise<void> {
+    const host = this.#o.host ?? '127.0.0.1';
+    const port = this.#o.port ?? PROXY_DNS_PORT;
+    const udp = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
+    this.#udp = udp;
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind({ fd: transparentListenFd(host, port, { type: 'udp' }) }, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    udp.on('error', (e) => this.#o.log(`DNS UDP listener: ${e.message}`));
+    udp.on('message', (msg, rinfo) => this.#onDatagram(msg, rinfo));
+    const tcp = net.createServer({ noDelay: true }, (s) => this.#onConnection(s));
+    this.#tcp = tcp;
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen({ fd: transparentListenFd(host, this.port) }, () => {
+        tcp.off('error', reject);
+        resolve();
+      });
+    });
+    tcp.on('error', (e) => this.#o.log(`DNS TCP listener: ${e.message}`));
+  }
+
+  #origMap(): ProxyOrigMap | null {
+    if (this.#orig) return this.#orig;
+    const now = Date.now();
+    if (now < this.#origRetryAt) return null;
+    try {
+      this.#orig = ProxyOrigMap.open(this.#o.bpfRoot);
+    } catch {
+      this.#origRetryAt = now + 1000;
+    }
+    return this.#orig;
+  }
+
+  #onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    let orig: ReturnType<ProxyOrigMap['lookup']>;
+    try {
+      orig = this.#origMap()?.lookup(rinfo.address, rinfo.port, 17);
+    } catch {
+      this.#orig?.close();
+      this.#orig = null; // pins replaced: reopen next time
+    }
+    if (!orig) {
+      // Without the original server there is nobody to forward to or answer as: drop (the
+      // client retries). Happens only when the map lost the entry (LRU) or is not there.
+      this.stats.noOrigDst++;
+      return;
+    }
+    const ctx: ConnContext = {
+      client: { ip: rinfo.address, port: rinfo.port, identity: orig.identity || this.#o.identities.identityOf(rinfo.address) },
+      server: { ip: orig.ip, port: orig.port, identity: this.#o.identities.identityOf(orig.ip) },
+      proxyPort: this.port,
+      proto: 17,
+    };
+    const reply: Reply = (resp) => this.#replySocket(orig.ip, orig.port)?.send(resp, rinfo.port, rinfo.address);
+    const forward: Forward = (q) => this.#udpUpstreams.query(ctx.client.identity, orig.ip, orig.port, q);
+    void this.handle(msg, ctx, forward).then((resp) => {
+      if (resp) reply(resp);
+    });
+  }
+
+  /** The transparent socket that answers as `ip:port` (made once per server). */
+  #replySocket(ip: string, port: number): dgram.Socket | null {
+    const key = `${ip}:${port}`;
+    let s = this.#replySockets.get(key);
+    if (s) return s;
+    try {
+      const fd = transparentReplyFd(ip, port);
+      s = dgram.createSocket({ type: 'udp4' });
+      s.bind({ fd });
+      s.on('error', (e) => {
+        this.#o.log(`DNS reply socket ${key}: ${e.message}`);
+        this.#replySockets.delete(key);
+        s!.close();
+      });
+      this.#replySockets.set(key, s);
+      return s;
+    } catch (e) {
+      this.#o.log(`DNS reply socket ${key}: ${(e as Error).message}`);
+      return null;
+    }
+  }
+
+  #onConnection(sock: net.Socket): void {
+    if (this.#conns.size >= this.#o.settings.proxyMaxConnections) {
+      sock.resetAndDestroy();
+      return;
+    }
+    this.#conns.add(sock);
+    const clientIp = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const serverIp = (sock.localAddress ?? '').replace(/^::ffff:/, '');
+    const ctx: ConnContext = {
+      client: { ip: clientIp, port: sock.remotePort ?? 0, identity: this.#o.identities.identityOf(clientIp) },
+      server: { ip: serverIp, port: sock.localPort ?? 0, identity: this.#o.identities.identityOf(serverIp) },
+      proxyPort: this.port,
+      proto: 6,
+    };
+    let upstream: TcpUpstream | null = null;
+    const forward: Forward = (q) => {
+      if (!upstream || upstream.closed) {
+        try {
+          upstream = new TcpUpstream(this.#o.deps.upstream.connect(ctx), this.#o.settings.dnsUpstreamTimeoutMs);
+        } catch (e) {
+          this.#o.log(`DNS upstream ${serverIp}: ${(e as Error).message}`);
+          return Promise.resolve(null);
+        }
+      }
+      return upstream.query(q);
+    };
+    const framer = new TcpFramer();
+    sock.setTimeout(this.#o.settings.proxyIdleTimeoutMs, () => sock.destroy());
+    sock.on('data', (chunk: Buffer) => {
+      for (const m of framer.push(chunk)) {
+        void this.handle(m, ctx, forward).then((resp) => {
+          if (resp && !sock.destroyed) sock.write(tcpFrame(resp));
+        });
+      }
+    });
+    sock.on('error', () => {});
+    sock.on('end', () => sock.end());
+    sock.on('close', () => {
+      this.#conns.delete(sock);
+      upstream?.close();
+    });
+  }
+
+  /**
+   * Decides, forwards and learns one query (steps 1–6 of the module comment).
+   * @returns the answer for the client, or null to send nothing
+   */
+  async handle(msg: Buffer, ctx: ConnContext, forward: Forward): Promise<Buffer | null> {
+    const started = performance.now();
+    this.stats.queries++;
+    const q = parseQuery(msg);
+    if (!q) {
+      this.stats.malformed++;
+      return formatError(msg);
+    }
+    const qname = normalizeDnsName(q.qname || '.');
+    const decision = this.#o.deps.decider.decide(ctx, { type: 'dns', qname });
+    if (this.#inflight >= this.#o.settings.dnsMaxConcurrent) {
+      this.stats.overload++;
+      return this.#refuse(ctx, q, qname, decision, 'SERVFAIL', started);
+    }
+    if (!decision.forward) {
+      this.stats.denied++;
+      return this.#refuse(ctx, q, qname, decision, this.#o.settings.dnsDenyResponse, started);
+    }
+    if (decision.verdict === 'audit') this.stats.audit++;
+    else this.stats.allowed++;
+    this.#inflight++;
+    try {
+      let resp: Buffer | null = null;
+      try {
+        resp = await forward(msg);
+      } catch (e) {
+        this.#o.log(`DNS forward to ${ctx.server.ip}: ${(e as Error).message}`);
+      }
+      const a = resp ? parseAnswer(resp) : null;
+      if (!resp || !a) {
+        this.stats.servfail++;
+        return this.#refuse(ctx, q, qname, decision, 'SERVFAIL', started);
+      }
+      if (a.rcode === 'NOERROR' && a.ips.length > 0 && a.qname === qname) {
+        try {
+          await this.#o.learner.learn(qname, a.ips, a.ttl);
+        } catch (e) {
+          this.#o.log(`DNS answer for ${qname}: ${(e as Error).message}`);
+        }
+      }
+      setId(resp, q.id);
+      this.#o.deps.reporter.report(ctx, { type: 'dns', query: qname, qtypes: q.qtypes, rcode: a.rcode, ips: a.ips, ttl: a.ttl }, decision, performance.now() - started);
+      return resp;
+    } finally {
+      this.#inflight--;
+    }
+  }
+
+  #refuse(ctx: ConnContext, q: DnsQuery, qname: string, decision: RequestDecision, rcode: 'REFUSED' | 'NXDOMAIN' | 'SERVFAIL', started: number): Buffer {
+    this.#o.deps.reporter.report(ctx, { type: 'dns', query: qname, qtypes: q.qtypes, rcode, ips: [], ttl: 0 }, decision, performance.now() - started);
+    return errorResponse(q, rcode);
+  }
+
+  status(): Record<string, unknown> {
+    return { port: this.port, inflight: this.#inflight, tcpConnections: this.#conns.size, upstreamSockets: this.#udpUpstreams.size, ...this.stats };
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.#conns) c.destroy();
+    this.#udpUpstreams.close();
+    for (const s of this.#replySockets.values()) s.close();
+    this.#replySockets.clear();
+    if (this.#udp) {
+      try {
+        this.#udp.close();
+      } catch {
+        /* closed */
+      }
+    }
+    if (this.#tcp) await new Promise<void>((r) => this.#tcp!.close(() => r()));
+    this.#orig?.close();
+  }
+}

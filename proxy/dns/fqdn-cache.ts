@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * @module proxy/dns/fqdn-cache
+ *
+ * The node-global DNS cache (reference §5.4, §5.5): for each name, the IPs allowed answers gave
+ * it and when each expires. Times are milliseconds since the epoch (they survive restarts in the
+ * state file).
+ *
+ * - learn: TTL = max(answer TTL, fqdnMinTtl); per (name, IP) the latest expiry wins; a new answer
+ *   containing an IP brings it back to life.
+ * - due(now): the (name, IP) pairs garbage collection must decide on: expired ones, and for a
+ *   name holding more than fqdnMaxIpsPerName IPs, the earliest-expiring extras (Cilium moves both
+ *   to its zombie list the same way). The caller keeps the ones conntrack still uses (extend) and
+ *   removes the rest.
+ * - Pure data: no timers, no I/O (the learner persists `entries()`).
+ */
+
+export interface FqdnCacheEntry {
+  /** Normalised name: lower case, trailing dot. */
+  name: string;
+  ip: string;
+  /** ms since the epoch */
+  expiresAt: number;
+  /** ms since the epoch of the answer that last gave this IP */
+  lookupAt: number;
+}
+
+export class FqdnCache {
+  readonly #byName = new Map<string, Map<string, { expiresAt: number; lookupAt: number }>>();
+  readonly #byIp = new Map<string, Set<string>>();
+  readonly minTtl: number;
+  readonly maxIpsPerName: number;
+
+  /** @param o minTtl seconds; maxIpsPerName ≥ 1 */
+  constructor(o: { minTtl: number; maxIpsPerName: number }) {
+    this.minTtl = o.minTtl;
+    this.maxIpsPerName = Math.max(1, o.maxIpsPerName);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const m of this.#byName.values()) n += m.size;
+    return n;
+  }
+
+  /**
+   * Records an allowed answer.
+   * @param name normalised name
+   * @param ttl seconds (the minimum of the answer's chain)
+   * @returns the IPs that were not cached for this name before
+   */
+  learn(name: string, ips: readonly string[], ttl: number, now: number): string[] {
+    const expiresAt = now + Math.max(ttl, this.minTtl) * 1000;
+    let m = this.#byName.get(name);
+    if (!m) this.#byName.set(name, (m = new Map()));
+    const added: string[] = [];
+    for (const ip of ips) {
+      const cur = m.get(ip);
+      if (!cur) {
+        m.set(ip, { expiresAt, lookupAt: now });
+        added.push(ip);
+        let names = this.#byIp.get(ip);
+        if (!names) this.#byIp.set(ip, (names = new Set()));
+        names.add(name);
+      } else {
+        cur.lookupAt = now;
+        if (expiresAt > cur.expiresAt) cur.expiresAt = expiresAt;
+      }
+    }
+    return added;
+  }
+
+  /** Names an IP is cached for. */
+  namesOf(ip: string): string[] {
+    return [...(this.#byIp.get(ip) ?? [])];
+  }
+
+  has(name: string, ip: string): boolean {
+    return this.#byName.get(name)?.has(ip) ?? false;
+  }
+
+  /** Pairs that are expired or over the per-name limit at `now`. */
+  due(now: number): Array<{ name: string; ip: string }> {
+    const out: Array<{ name: string; ip: string }> = [];
+    for (const [name, m] of this.#byName) {
+      const live: Array<[string, number]> = [];
+      for (const [ip, e] of m) {
+        if (e.expiresAt <= now) out.push({ name, ip });
+        else live.push([ip, e.expiresAt]);
+      }
+      if (live.length > this.maxIpsPerName) {
+        live.sort((a, b) => a[1] - b[1]);
+        for (const [ip] of live.slice(0, live.length - this.maxIpsPerName)) out.push({ name, ip });
+      }
+    }
+    return out;
+  }
+
+  /** Keeps a pair until `until` (an expired IP conntrack still uses). */
+  extend(name: string, ip: string, until: number): void {
+    const e = this.#byName.get(name)?.get(ip);
+    if (e && e.expiresAt < until) e.expiresAt = until;
+  }
+
+  /**
+   * Forgets a pair.
+   * @returns whether the IP is now cached for no name at all
+   */
+  remove(name: string, ip: string): boolean {
+    const m = this.#byName.get(name);
+    if (m?.delete(ip) && m.size === 0) this.#byName.delete(name);
+    const names = this.#byIp.get(ip);
+    names?.delete(name);
+    if (names && names.size > 0) return false;
+    this.#byIp.delete(ip);
+    return true;
+  }
+
+  entries(): FqdnCacheEntry[] {
+    const out: FqdnCacheEntry[] = [];
+    for (const [name, m] of this.#byName) for (const [ip, e] of m) out.push({ name, ip, expiresAt: e.expiresAt, lookupAt: e.lookupAt });
+    return out;
+  }
+
+  /** name → IPs (what the agent's engine mirrors). */
+  names(): Array<{ name: string; ips: string[] }> {
+    return [...this.#byName].map(([name, m]) => ({ name, ips: [...m.keys()] }));
+  }
+
+  /** Adds entries read back from the state file (well-formed ones only). */
+  load(entries: readonly FqdnCacheEntry[]): number {
+    let n = 0;
+    for (const e of entries) {
+      if (!e || typeof e.name !== 'string' || typeof e.ip !== 'string' || !Number.isFinite(e.expiresAt)) continue;
+      let m = this.#byName.get(e.name);
+      if (!m) this.#byName.set(e.name, (m = new Map()));
+      m.set(e.ip, { expiresAt: e.expiresAt, lookupAt: Number.isFinite(e.lookupAt) ? e.lookupAt : e.expiresAt });
+      let names = this.#byIp.get(e.ip);
+      if (!names) this.#byIp.set(e.ip, (names = new Set()));
+      names.add(e.name);
+      n++;
+    }
+    return n;
+  }
+}

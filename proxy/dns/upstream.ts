@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * @module proxy/dns/upstream
+ *
+ * Forwarding allowed queries to the original server over the client's transport (reference
+ * §5.3 step 6), from the node, marked with the client's identity (SO_MARK) so the datapath
+ * neither enforces nor redirects them again and attributes them to the client (DESIGN §4).
+ *
+ * - Queries are forwarded byte for byte except the 16-bit id, which is replaced by one unique
+ *   among the connection's queries in flight (clients choose ids independently); the answer
+ *   gets the client's id back from the caller.
+ * - UDP: one connected socket per (client identity, server): the kernel drops datagrams from
+ *   anyone else, and an ICMP error fails the queries at once (SERVFAIL) instead of at the timeout.
+ * - TCP: one connection per client connection (proxy/dns/dns-proxy.ts), length-prefixed (RFC 1035
+ *   §4.2.2); answers may come in any order (RFC 7766), matched by id.
+ * - No answer within the timeout, a socket error, or a closed connection: null (the caller
+ *   answers SERVFAIL).
+ */
+import dgram from 'node:dgram';
+import type { Duplex } from 'node:stream';
+import { proxyMark } from '../../src/datapath/layout.ts';
+import { markedDgramFd } from '../../src/datapath/sockets.ts';
+import { messageId, setId } from './message.ts';
+
+interface Pending {
+  resolve: (resp: Buffer | null) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Queries in flight on one upstream socket, by the id they were sent with. */
+export class PendingQueries {
+  readonly #pending = new Map<number, Pending>();
+  readonly #timeoutMs: number;
+  #next = (Math.random() * 0x10000) | 0;
+
+  constructor(timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
+  }
+
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Gives `msg` (a copy, the caller's buffer is not changed) a free id and waits for its answer.
+   * @returns the copy to send and the answer (null: timeout, failure, or no free id)
+   */
+  add(msg: Buffer): { wire: Buffer; answer: Promise<Buffer | null> } | null {
+    if (this.#pending.size >= 0x10000) return null;
+    let id = this.#next;
+    while (this.#pending.has(id)) id = (id + 1) & 0xffff;
+    this.#next = (id + 1 + ((Math.random() * 64) | 0)) & 0xffff;
+    const wire = Buffer.from(msg);
+    setId(wire, id);
+    const answer = new Promise<Buffer | null>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        resolve(null);
+      }, this.#timeoutMs);
+      this.#pending.set(id, { resolve, timer });
+    });
+    return { wire, answer };
+  }
+
+  /** Hands an answer to its query. @returns false when no query waits for its id */
+  answer(resp: Buffer): boolean {
+    const id = messageId(resp);
+    const p = this.#pending.get(id);
+    if (!p) return false;
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    p.resolve(resp);
+    return true;
+  }
+
+  /** Fails every query in flight (null answers). */
+  failAll(): void {
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.resolve(null);
+    }
+    this.#pending.clear();
+  }
+}
+
+/** One connected, marked UDP socket to a server for one client identity. */
+class UdpUpstream {
+  readonly socket: dgram.Socket;
+  readonly pending: PendingQueries;
+  readonly #ready: Promise<void>;
+  dead = false;
+
+  constructor(identity: number, ip: string, port: number, timeoutMs: number, onDead: () => void) {
+    this.pending = new PendingQueries(timeoutMs);
+    this.socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
+    const fd = markedDgramFd(proxyMark(identity));
+    this.#ready = new Promise<void>((resolve, reject) => {
+      this.socket.once('error', reject);
+      this.socket.bind({ fd }, () => {
+        this.socket.connect(port, ip, () => {
+          this.socket.off('error', reject);
+          resolve();
+        });
+      });
+    });
+    this.socket.on('message', (resp) => this.pending.answer(resp));
+    this.socket.on('error', () => {
+      // ICMP unreachable (ECONNREFUSED) or a send error: fail what waits, make a new socket next time
+      this.dead = true;
+      this.pending.failAll();
+      onDead();
+      this.socket.close();
+    });
+  }
+
+  async query(msg: Buffer): Promise<Buffer | null> {
+    const q = this.pending.add(msg);
+    if (!q) return null;
+    try {
+      await this.#ready;
+    } catch {
+      this.pending.failAll();
+      return null;
+    }
+    this.socket.send(q.wire, (err) => {
+      if (err) this.pending.failAll();
+    });
+    return q.answer;
+  }
+
+  close(): void {
+    this.pending.failAll();
+    if (!this.dead) {
+      this.dead = true;
+      try {
+        this.socket.close();
+      } catch {
+        /* closed */
+      }
+    }
+  }
+}
+
+export class UdpUpstreams {
+  readonly #sockets = new Map<string, UdpUpstream>();
+  readonly #timeoutMs: number;
+
+  constructor(timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
+  }
+
+  get size(): number {
+    return this.#sockets.size;
+  }
+
+  /** Forwards a query (answer or null). @throws SocketError when no marked socket can be made */
+  query(identity: number, ip: string, port: number, msg: Buffer): Promise<Buffer | null> {
+    const key = `${identity}|${ip}|${port}`;
+    let u = this.#sockets.get(key);
+    if (!u || u.dead) {
+      const made: UdpUpstream = new UdpUpstream(identity, ip, port, this.#timeoutMs, () => {
+        if (this.#sockets.get(key) === made) this.#sockets.delete(key);
+      });
+      u = made;
+      this.#sockets.set(key, u);
+    }
+    return u.query(msg);
+  }
+
+  close(): void {
+    for (const u of this.#sockets.values()) u.close();
+    this.#sockets.clear();
+  }
+}
+
+/** Splits a TCP byte stream into DNS messages (2-byte length prefix). */
+export class TcpFramer {
+  #buf: Buffer = Buffer.alloc(0);
+
+  /** Feeds bytes; returns the complete messages. */
+  push(chunk: Buffer): Buffer[] {
+    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk;
+    const out: Buffer[] = [];
+    while (this.#buf.length >= 2) {
+      const len = this.#buf.readUInt16BE(0);
+      if (this.#buf.length < 2 + len) break;
+      out.push(this.#buf.subarray(2, 2 + len));
+      this.#buf = this.#buf.subarray(2 + len);
+    }
+    return out;
+  }
+
+  /** Bytes of an incomplete message. */
+  get buffered(): number {
+    return this.#buf.length;
+  }
+}
+
+/** `msg` with its 2-byte length prefix. */
+export function tcpFrame(msg: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(msg.length + 2);
+  out.writeUInt16BE(msg.length, 0);
+  msg.copy(out, 2);
+  return out;
+}
+
+/** The upstream side of one client TCP connection. */
+export class TcpUpstream {
+  readonly #conn: Duplex;
+  readonly pending: PendingQueries;
+  readonly #framer = new TcpFramer();
+  #closed = false;
+
+  /** @param conn a marked connection to the original server (UpstreamConnector) */
+  constructor(conn: Duplex, timeoutMs: number) {
+    this.#conn = conn;
+    this.pending = new PendingQueries(timeoutMs);
+    conn.on('data', (c: Buffer) => {
+      for (const m of this.#framer.push(c)) this.pending.answer(m);
+    });
+    const end = () => {
+      this.#closed = true;
+      this.pending.failAll();
+    };
+    conn.on('close', end);
+    conn.on('end', end);
+    conn.on('error', end);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  query(msg: Buffer): Promise<Buffer | null> {
+    if (this.#closed) return Promise.resolve(null);
+    const q = this.pending.add(msg);
+    if (!q) return Promise.resolve(null);
+    this.#conn.write(tcpFrame(q.wire));
+    return q.answer;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.pending.failAll();
+    this.#conn.destroy();
+  }
+}
