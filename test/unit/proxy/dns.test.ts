@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The DNS proxy's pure parts: message handling (reference §5.2, §5.3), the FQDN cache (§5.5)
+ * and the upstream id multiplexing. The whole path with real peers is test/e2e/dns-proxy.test.ts.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import dnsPacket from 'dns-packet';
+import { FqdnCache } from '../../../proxy/dns/fqdn-cache.ts';
+import { errorResponse, formatError, parseAnswer, parseQuery } from '../../../proxy/dns/message.ts';
+import { PendingQueries, TcpFramer, tcpFrame } from '../../../proxy/dns/upstream.ts';
+
+const query = (name: string, id = 4242) =>
+  dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }], additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232 }] } as dnsPacket.Packet);
+
+const answer = (name: string, answers: dnsPacket.Answer[], rcode = 0, id = 1) =>
+  dnsPacket.encode({ type: 'response', id, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | rcode, questions: [{ type: 'A', name }], answers } as dnsPacket.Packet);
+
+describe('DNS messages', () => {
+  test('a query: id, first question (as sent) and types', () => {
+    const q = parseQuery(query('Api.Example.COM'))!;
+    assert.equal(q.id, 4242);
+    assert.equal(q.qname, 'Api.Example.COM');
+    assert.deepEqual(q.qtypes, ['A']);
+  });
+
+  test('malformed input never throws: null, and FORMERR only when a query header is readable', () => {
+    for (const bad of [Buffer.alloc(0), Buffer.from('hello'), Buffer.alloc(12, 0xff), query('a.example.com').subarray(0, 20)]) {
+      assert.equal(parseQuery(bad), null, bad.toString('hex'));
+    }
+    assert.equal(formatError(Buffer.from('hi')), null);
+    const truncated = query('a.example.com', 777).subarray(0, 20);
+    const fe = dnsPacket.decode(formatError(truncated)!);
+    assert.equal(fe.id, 777);
+    assert.equal((fe as unknown as { rcode: string }).rcode, 'FORMERR');
+    // a response is not answered
+    assert.equal(formatError(answer('a.example.com', [])), null);
+  });
+
+  test('denials echo id, RD and the question with the chosen rcode (§5.3 step 5)', () => {
+    for (const rcode of ['REFUSED', 'NXDOMAIN', 'SERVFAIL'] as const) {
+      const r = dnsPacket.decode(errorResponse(parseQuery(query('evil.org', 9))!, rcode)) as dnsPacket.DecodedPacket & { rcode: string };
+      assert.equal(r.id, 9);
+      assert.equal(r.type, 'response');
+      assert.equal(r.rcode, rcode);
+      assert.equal(r.flag_rd, true);
+      assert.deepEqual(
+        r.questions?.map((q) => q.name),
+        ['evil.org'],
+      );
+      assert.equal(r.answers?.length, 0);
+    }
+  });
+
+  test('answers: addresses through the CNAME chain, minimum TTL of the chain (§5.3 step 7)', () => {
+    const a = parseAnswer(
+      answer('www.Example.com', [
+        { type: 'CNAME', name: 'www.example.com', ttl: 300, data: 'edge.cdn.net' },
+        { type: 'CNAME', name: 'edge.cdn.net', ttl: 120, data: 'e1.cdn.net' },
+        { type: 'A', name: 'e1.cdn.net', ttl: 30, data: '192.0.2.1' },
+        { type: 'AAAA', name: 'e1.cdn.net', ttl: 60, data: '2001:db8::1' },
+        { type: 'A', name: 'e1.cdn.net', ttl: 30, data: '192.0.2.1' },
+      ]),
+    )!;
+    assert.equal(a.qname, 'www.example.com.');
+    assert.deepEqual(a.ips, ['192.0.2.1', '2001:db8::1']);
+    assert.equal(a.ttl, 30);
+    assert.deepEqual(a.cnames, ['edge.cdn.net.', 'e1.cdn.net.']);
+  });
+
+  test('records off the chain are not learned (an upstream cannot plant IPs for other names)', () => {
+    const a = parseAnswer(
+      answer('a.example.com', [
+        { type: 'A', name: 'a.example.com', ttl: 50, data: '192.0.2.1' },
+        { type: 'A', name: 'bank.example.org', ttl: 5, data: '198.51.100.1' },
+      ]),
+    )!;
+    assert.deepEqual(a.ips, ['192.0.2.1']);
+    assert.equal(a.ttl, 50);
+  });
+
+  test('only NOERROR answers carry addresses; a CNAME loop ends', () => {
+    assert.deepEqual(parseAnswer(answer('x.example.com', [], 3))!.ips, []);
+    assert.equal(parseAnswer(answer('x.example.com', [], 3))!.rcode, 'NXDOMAIN');
+    const loop = parseAnswer(
+      answer('a.test', [
+        { type: 'CNAME', name: 'a.test', ttl: 5, data: 'b.test' },
+        { type: 'CNAME', name: 'b.test', ttl: 5, data: 'a.test' },
+      ]),
+    )!;
+    assert.deepEqual(loop.ips, []);
+    assert.equal(loop.ttl, 0);
+    assert.equal(parseAnswer(query('a.test')), null, 'a query is not an answer');
+    assert.equal(parseAnswer(Buffer.from('junk')), null);
+  });
+});
+
+describe('FQDN cache (§5.5)', () => {
+  test('TTL is max(answer TTL, min TTL); the latest expiry wins; new IPs are reported once', () => {
+    const c = new FqdnCache({ minTtl: 10, maxIpsPerName: 100 });
+    assert.deepEqual(c.learn('a.example.com.', ['192.0.2.1'], 2, 0), ['192.0.2.1']);
+    assert.deepEqual(c.learn('a.example.com.', ['192.0.2.1', '192.0.2.2'], 30, 1000), ['192.0.2.2']);
+    assert.deepEqual(c.due(10_999), []);
+    assert.deepEqual(c.due(31_000), [
+      { name: 'a.example.com.', ip: '192.0.2.1' },
+      { name: 'a.example.com.', ip: '192.0.2.2' },
+    ]);
+  });
+
+  test('an IP is kept while any name holds it; extend keeps an expired pair', () => {
+    const c = new FqdnCache({ minTtl: 0, maxIpsPerName: 100 });
+    c.learn('a.test.', ['192.0.2.1'], 1, 0);
+    c.learn('b.test.', ['192.0.2.1'], 100, 0);
+    assert.deepEqual(c.namesOf('192.0.2.1').sort(), ['a.test.', 'b.test.']);
+    c.extend('a.test.', '192.0.2.1', 5000);
+    assert.deepEqual(c.due(2000), []);
+    assert.equal(c.remove('a.test.', '192.0.2.1'), false, 'b.test. still holds it');
+    assert.equal(c.remove('b.test.', '192.0.2.1'), true);
+    assert.equal(c.size, 0);
+  });
+
+  test('over the per-name limit, the earliest-expiring extras are due', () => {
+    const c = new FqdnCache({ minTtl: 0, maxIpsPerName: 2 });
+    c.learn('a.test.', ['192.0.2.1'], 10, 0);
+    c.learn('a.test.', ['192.0.2.2'], 30, 0);
+    c.learn('a.test.', ['192.0.2.3'], 20, 0);
+    assert.deepEqual(c.due(0), [{ name: 'a.test.', ip: '192.0.2.1' }]);
+  });
+
+  test('entries survive a round trip through the state file format; bad ones are skipped', () => {
+    const c = new FqdnCache({ minTtl: 0, maxIpsPerName: 10 });
+    c.learn('a.test.', ['192.0.2.1', '2001:db8::1'], 60, 1000);
+    const d = new FqdnCache({ minTtl: 0, maxIpsPerName: 10 });
+    assert.equal(d.load([...JSON.parse(JSON.stringify(c.entries())), { name: 1 }, null] as never), 2);
+    assert.deepEqual(d.names(), [{ name: 'a.test.', ips: ['192.0.2.1', '2001:db8::1'] }]);
+  });
+});
+
+describe('upstream multiplexing', () => {
+  test('each query gets a unique id on the wire; answers find their query; the caller buffer is untouched', async () => {
+    const p = new PendingQueries(1000);
+    const q1 = query('a.test', 7);
+    const a = p.add(q1)!;
+    const b = p.add(query('b.test', 7))!;
+    assert.equal(q1.readUInt16BE(0), 7);
+    assert.notEqual(a.wire.readUInt16BE(0), b.wire.readUInt16BE(0));
+    const resp = answer('b.test', [], 0, b.wire.readUInt16BE(0));
+    assert.equal(p.answer(resp), true);
+    assert.equal(await b.answer, resp);
+    assert.equal(p.answer(resp), false, 'answered once');
+    p.failAll();
+    assert.equal(await a.answer, null);
+  });
+
+  test('no answer in time: null (the client gets SERVFAIL)', async () => {
+    const p = new PendingQueries(20);
+    assert.equal(await p.add(query('slow.test'))!.answer, null);
+    assert.equal(p.size, 0);
+  });
+
+  test('TCP framing: messages split and joined across chunks (RFC 1035 §4.2.2)', () => {
+    const m1 = query('a.test', 1);
+    const m2 = query('b.test', 2);
+    const wire = Buffer.concat([tcpFrame(m1), tcpFrame(m2)]);
+    const f = new TcpFramer();
+    const out: Buffer[] = [];
+    for (let i = 0; i < wire.length; i += 5) out.push(...f.push(wire.subarray(i, i + 5)));
+    assert.deepEqual(out, [m1, m2]);
+    assert.equal(f.buffered, 0);
+  });
+});
