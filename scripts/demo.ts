@@ -6,8 +6,10 @@
  *    test/golden/endpoints.yaml), each with its verdict and the rules behind it — offline.
  * 2. Live (root only): a node namespace and pod namespaces plumbed by `membrane endpoint up`,
  *    `membrane agent` enforcing policies/ with the eBPF datapath, real TCP/UDP/ICMP traffic,
- *    and the flows `membrane observe` reports. Everything it creates is removed at the end.
- *    Nothing is connected to the machine's network.
+ *    HTTP and gRPC through the L7 proxy, an FQDN allowlist (dig → the DNS proxy → dnsmasq in a
+ *    kube-dns pod; a connection to the learned IP), and the flows `membrane observe` reports.
+ *    "World" is 93.184.216.0/24 made local to the node namespace. Everything it creates is
+ *    removed at the end. Nothing is connected to the machine's network.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,7 +26,7 @@ const policies = path.join(root, 'policies');
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const colour = (v: string) => {
   if (!process.stdout.isTTY) return v;
-  const c = v.startsWith('ALLOW') || v === 'FORWARDED' ? 32 : v.startsWith('AUDIT') ? 33 : 31;
+  const c = v.startsWith('ALLOW') || v.startsWith('ANSWERED') || v === 'FORWARDED' ? 32 : v.startsWith('AUDIT') ? 33 : 31;
   return `\x1b[${c}m${v}\x1b[0m`;
 };
 
@@ -105,11 +107,13 @@ async function liveDemo(): Promise<void> {
     ['backend', 'prod', '{app: backend, role: backend, tier: api}', '10.200.1.20'],
     ['db', 'prod', '{app: db, role: db}', '10.200.1.30'],
     ['crawler', 'prod', '{role: crawler, app: crawler}', '10.200.1.50'],
+    ['empire-hq', 'prod', '{app: empire-hq}', '10.200.1.60'],
+    ['coredns', 'kube-system', '{k8s-app: kube-dns}', '10.200.0.53'],
   ] as const;
   const epFile = path.join(dir, 'endpoints.yaml');
   writeFileSync(
     epFile,
-    `namespaces:\n  - {name: prod, labels: {env: prod, team: shop}}\nendpoints:\n` +
+    `namespaces:\n  - {name: prod, labels: {env: prod, team: shop}}\n  - {name: kube-system}\nendpoints:\n` +
       eps.map(([n, ns, labels, ip]) => `  - {name: ${n}, namespace: ${ns}, labels: ${labels}, ips: [${ip}], netns: ${tag}-${n}, ports: {http: 8080}}\n`).join(''),
   );
   const children: ChildProcess[] = [];
@@ -124,6 +128,7 @@ async function liveDemo(): Promise<void> {
     cleanup();
     process.exit(130);
   });
+  ensurePackages({ dnsmasq: 'dnsmasq-base', dig: 'dnsutils' });
   try {
     sh('ip', ['netns', 'add', node]);
     sh('ip', ['link', 'set', 'lo', 'up'], { ns: node });
@@ -185,6 +190,7 @@ async function liveDemo(): Promise<void> {
       const res = JSON.parse(r.stdout.trim() || '{"ok":false,"code":-1,"details":"no answer"}') as { ok: boolean; code: number; details: string };
       rows.push([`frontend → backend gRPC ${method}`, colour(res.ok ? 'ALLOWED (OK)' : `DENIED (grpc-status ${res.code}${res.details ? `: ${res.details}` : ''})`)]);
     }
+    rows.push(...(await fqdnDemo(tag, node, dir, server, client, children)));
     process.stdout.write(table(rows));
     process.stdout.write(bold('\nmembrane observe (what the datapath decided, and which policy decided it):\n\n'));
     const obs = sh(process.execPath, [membrane, 'observe', '--socket', socket, '--json']);
@@ -193,7 +199,11 @@ async function liveDemo(): Promise<void> {
       const f = JSON.parse(line);
       if (!f.source.name && !f.destination.name) continue; // e.g. IPv6 router solicitations
       const who = (x: { namespace: string | null; name: string | null; ip: string; port: number }) => `${x.name ? `${x.namespace}/${x.name}` : x.ip}${x.port ? `:${x.port}` : ''}`;
-      const l7 = f.l7 ? ` ${f.l7.method} ${f.l7.url} → ${f.l7.code}${f.l7.grpcStatus ? ` grpc-status ${f.l7.grpcStatus}` : ''}` : '';
+      const l7 = !f.l7
+        ? ''
+        : f.l7.type === 'dns'
+          ? ` ${f.l7.query} → ${f.l7.rcode}${f.l7.ips.length ? ` ${f.l7.ips.join(',')} ttl ${f.l7.ttl}` : ''}`
+          : ` ${f.l7.method} ${f.l7.url} → ${f.l7.code}${f.l7.grpcStatus ? ` grpc-status ${f.l7.grpcStatus}` : ''}`;
       frows.push([who(f.source), who(f.destination), f.protocol + (f.l7 ? `/${f.l7.type}` : ''), colour(f.verdict + (f.dropReason ? ` ${f.dropReason}` : '')) + l7, sideText(f.egress), sideText(f.ingress)]);
     }
     process.stdout.write(table(frows));
@@ -201,6 +211,68 @@ async function liveDemo(): Promise<void> {
     cleanup();
     process.stdout.write('\ncleaned up: namespaces, programs, pins and processes removed\n');
   }
+}
+
+/** Installs Debian packages for commands the live part needs (root on Debian only). */
+function ensurePackages(cmds: Record<string, string>): void {
+  const pkgs = Object.entries(cmds).filter(([c]) => sh('sh', ['-c', `command -v ${c} || test -x /usr/sbin/${c}`]).code !== 0).map(([, p]) => p);
+  if (pkgs.length === 0 || sh('sh', ['-c', 'command -v apt-get']).code !== 0) return;
+  process.stdout.write(`installing ${pkgs.join(' ')} (apt-get)…\n`);
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+  spawnSync('apt-get', ['install', '-y', '-qq', ...pkgs], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+/**
+ * The FQDN allowlist of policies/fqdn/fqdn-allowlist.yaml at work: empire-hq may resolve
+ * *.example.com through kube-dns (the DNS proxy), and connect to :443 only on IPs learned for
+ * api.example.com.
+ */
+async function fqdnDemo(tag: string, node: string, dir: string, server: string, client: string, children: ChildProcess[]): Promise<string[][]> {
+  const rows: string[][] = [];
+  sh('ip', ['route', 'add', 'local', '93.184.216.0/24', 'dev', 'lo'], { ns: node });
+  const world = spawn('nsenter', [`--net=/run/netns/${node}`, process.execPath, server, '--tcp', '443', '--host', '0.0.0.0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  children.push(world);
+  await new Promise<void>((resolve) => world.stdout!.once('data', () => resolve()));
+  const dnsmasq = spawn(
+    'nsenter',
+    [
+      `--net=/run/netns/${tag}-coredns`,
+      'dnsmasq',
+      '-k',
+      '-C',
+      '/dev/null',
+      '--no-resolv',
+      '--no-hosts',
+      '--bind-interfaces',
+      '--listen-address=10.200.0.53',
+      `--pid-file=${path.join(dir, 'dnsmasq.pid')}`,
+      '--host-record=api.example.com,93.184.216.34,60',
+      '--host-record=www.example.com,93.184.216.35,60',
+      '--host-record=evil.org,93.184.216.66,60',
+    ],
+    { stdio: 'ignore' },
+  );
+  children.push(dnsmasq);
+  await new Promise((r) => setTimeout(r, 300));
+  const from = `${tag}-empire-hq`;
+  const connect = (ip: string) => {
+    const r = sh(process.execPath, [client, 'tcp', ip, '443', '--timeout', '700'], { ns: from });
+    const res = JSON.parse(r.stdout.trim() || '{"result":"error"}').result as string;
+    return colour(res === 'ok' ? 'ALLOWED (reply)' : res === 'timeout' ? 'DROPPED (no reply)' : res);
+  };
+  const lookup = (name: string) => {
+    const r = sh('dig', ['@10.200.0.53', name, '+time=2', '+tries=1', '+noall', '+comments', '+answer'], { ns: from });
+    const status = /status: (\w+)/.exec(r.stdout)?.[1] ?? 'no answer';
+    const ips = [...r.stdout.matchAll(/\sA\s+(\d+\.\d+\.\d+\.\d+)/g)].map((m) => m[1]);
+    return colour(status === 'NOERROR' ? `ANSWERED (${ips.join(', ')})` : `DENIED (${status})`);
+  };
+  rows.push(['empire-hq → 93.184.216.34:443 before any lookup', connect('93.184.216.34')]);
+  rows.push(['empire-hq DNS api.example.com (via the DNS proxy)', lookup('api.example.com')]);
+  rows.push(['empire-hq → 93.184.216.34:443 (learned: api.example.com)', connect('93.184.216.34')]);
+  rows.push(['empire-hq DNS evil.org', lookup('evil.org')]);
+  rows.push(['empire-hq DNS www.example.com', lookup('www.example.com')]);
+  rows.push(['empire-hq → 93.184.216.35:443 (www: not in toFQDNs)', connect('93.184.216.35')]);
+  return rows;
 }
 
 await traceDemo();
