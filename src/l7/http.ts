@@ -115,14 +115,76 @@ export function validateHttpRegex(pattern: string): string | null {
   return null;
 }
 
+/** RE2 metacharacters: a pattern without any of them matches only itself. */
+const META = new Set(['\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$']);
+
+/**
+ * The literal text every full match of `pattern` starts with ('' when unsure). Cut before the
+ * first metacharacter (and one character earlier when that is a quantifier, which may repeat
+ * or drop the character before it); '' when the pattern has an alternation outside any group
+ * (`/a|/b`), a POSIX class or anything the scan cannot follow.
+ */
+function literalPrefix(pattern: string): string {
+  let depth = 0;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\') i++;
+    else if (c === '[') {
+      if (pattern.startsWith('[:', i + 1)) return '';
+      let j = i + 1;
+      if (pattern[j] === '^') j++;
+      if (pattern[j] === ']') j++;
+      while (j < pattern.length && pattern[j] !== ']') j += pattern[j] === '\\' ? 2 : 1;
+      if (j >= pattern.length) return '';
+      i = j;
+    } else if (c === '(') depth++;
+    else if (c === ')') {
+      if (--depth < 0) return '';
+    } else if (c === '|' && depth === 0) return '';
+  }
+  if (depth !== 0) return '';
+  let n = 0;
+  while (n < pattern.length && !META.has(pattern[n]!)) n++;
+  if (n < pattern.length && n > 0 && '*?{+'.includes(pattern[n]!)) n--;
+  return pattern.slice(0, n);
+}
+
+/**
+ * A policy regex compiled for an anchored full-string match (Envoy SafeRegex semantics,
+ * reference §3), with two shortcuts that give the same answers without calling into RE2:
+ * 1. a pattern without metacharacters (`GET`, `/healthz`) matches exactly itself;
+ * 2. a string that does not start with the pattern's literal prefix cannot match.
+ */
+class FullMatch {
+  readonly #literal: string | null;
+  readonly #prefix: string;
+  readonly #re: RE2;
+
+  constructor(pattern: string) {
+    this.#re = new RE2(`^(?:${pattern})$`);
+    let literal = true;
+    for (const c of pattern) if (META.has(c)) literal = false;
+    this.#literal = literal ? pattern : null;
+    this.#prefix = literal ? pattern : literalPrefix(pattern);
+  }
+
+  test(s: string): boolean {
+    // 1.
+    if (this.#literal !== null) return s === this.#literal;
+    // 2.
+    if (this.#prefix !== '' && !s.startsWith(this.#prefix)) return false;
+    return this.#re.test(s);
+  }
+}
+
 /**
  * Compiles a policy regex for an anchored full-string match (Envoy SafeRegex
  * semantics, reference §3).
  */
-function compileFullMatch(pattern: string, where: string): RE2 {
+function compileFullMatch(pattern: string, where: string): FullMatch {
   const err = validateHttpRegex(pattern);
   if (err !== null) throw new L7HttpRuleError(`${where}: ${err}`);
-  return new RE2(`^(?:${pattern})$`);
+  return new FullMatch(pattern);
 }
 
 /**
@@ -191,9 +253,9 @@ interface CompiledHeader {
 
 /** A compiled rule: absent fields place no constraint. */
 interface CompiledRule {
-  method: RE2 | null;
-  path: RE2 | null;
-  host: RE2 | null;
+  method: FullMatch | null;
+  path: FullMatch | null;
+  host: FullMatch | null;
   headers: CompiledHeader[];
 }
 

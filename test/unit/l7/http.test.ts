@@ -7,6 +7,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import RE2 from 're2';
 
 import {
   HttpRuleSet,
@@ -231,6 +232,26 @@ describe('l7/http HttpRuleSet (§3)', () => {
       assert.match(e.message, /http\[1\]\.method/);
       return true;
     });
+  });
+});
+
+describe('l7/http matching shortcuts (literal patterns, literal prefixes)', () => {
+  it('§3: every pattern decides every input exactly as an anchored RE2 match does', () => {
+    const patterns = [
+      'GET', 'GET|POST', '/healthz', '/api/v1/items', '/api/v1/items/[0-9]+', '/svc3/v[0-9]+/orders(/[0-9a-f-]+)?',
+      '/a|/b', '/ab?', '/ab*c', '/ab{2}', '/ab+', '(?i)/Public', '/x(?i)abc', '/public(\\?.*)?', '/p\\.q', '[/]x', '[]a]b',
+      '[^]a]b', '[[:alpha:]]+/x', '(/a|/b)c', '/a(b|c)|/d', 'a\\|b', '/static/.*\\.(css|js|png)', 'x{', '.*', '',
+    ];
+    const inputs = [
+      'GET', 'POST', 'get', '/healthz', '/healthz/', '/api/v1/items', '/api/v1/items/42', '/api/v1/items/4x', '/svc3/v2/orders',
+      '/svc3/v2/orders/ab-1', '/a', '/b', '/ac', '/bc', '/d', '/', '/abbc', '/ac', '/abb', '/abbb', '/public', '/PUBLIC', '/xABC',
+      '/public?x=1', '/p.q', '/pxq', '/x', ']b', 'ab', 'bb', 'a|b', 'ab/x', '/static/a.css', 'x{', '',
+    ];
+    for (const p of patterns) {
+      const rules = new HttpRuleSet([{ path: p }]);
+      const re = new RE2(`^(?:${p})$`);
+      for (const i of inputs) assert.equal(rules.matches(req('GET', i)).allowed, p === '' || re.test(i), `${p} on ${i}`);
+    }
   });
 });
 
