@@ -60,7 +60,30 @@ export function checkFraming(httpVersion: string, rawHeaders: readonly string[])
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) a proxy never forwards, plus the ones it sets itself. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
+
+/**
+ * The end-to-end headers of a message as a flat `[name, value, …]` list in wire order (what
+ * undici's `dispatch` and node:http's `writeHead` take): drops hop-by-hop headers and every
+ * header the Connection header names. One pass when there is no Connection header.
+ * @param rawHeaders name, value, … as received
+ */
+export function endToEndHeadersFlat(rawHeaders: readonly string[]): string[] {
+  let named: Set<string> | null = null;
+  const out: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const n = rawHeaders[i]!.toLowerCase();
+    if (n === 'connection') {
+      named ??= new Set();
+      for (const t of rawHeaders[i + 1]!.split(',')) named.add(t.trim().toLowerCase());
+    }
+    if (!HOP_BY_HOP.has(n)) out.push(rawHeaders[i]!, rawHeaders[i + 1]!);
+  }
+  if (named === null) return out;
+  const kept: string[] = [];
+  for (let i = 0; i < out.length; i += 2) if (!named.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
+  return kept;
+}
 
 /**
  * The end-to-end headers of a message as name/value pairs in wire order: drops hop-by-hop

@@ -29,7 +29,7 @@ import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ConnContext, ProtocolDeps, RequestDecision } from '../core/types.ts';
 import { DENIED_BODY, enforceHead, type HeadOutcome } from './enforcer.ts';
-import { endToEndHeaders } from './framing.ts';
+import { endToEndHeadersFlat, HOP_BY_HOP } from './framing.ts';
 
 export { DENIED_BODY };
 
@@ -40,14 +40,116 @@ interface PoolEntry {
   lastUsed: number;
 }
 
-/** Flat [name, value, …] list of response headers without hop-by-hop ones. */
+/**
+ * Flat [name, value, …] list of response headers without hop-by-hop ones and without those the
+ * Connection header names (undici gives them lower-cased, repeated ones as arrays).
+ */
 function responseHeaders(headers: Record<string, string | string[] | undefined>): string[] {
-  const raw: string[] = [];
-  for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined) continue;
-    for (const one of Array.isArray(v) ? v : [v]) raw.push(k, one);
+  const connection = headers.connection;
+  let named: Set<string> | null = null;
+  if (connection !== undefined) {
+    named = new Set();
+    for (const c of Array.isArray(connection) ? connection : [connection]) for (const t of c.split(',')) named.add(t.trim().toLowerCase());
   }
-  return endToEndHeaders(raw).flat();
+  const raw: string[] = [];
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || HOP_BY_HOP.has(k) || (named !== null && named.has(k))) continue;
+    if (typeof v === 'string') raw.push(k, v);
+    else for (const one of v) raw.push(k, one);
+  }
+  return raw;
+}
+
+/** The request a ForwardHandler serves, on ServerResponse, for the shared 'close' / 'drain' listeners. */
+const kForward = Symbol('membrane.forward');
+type ForwardedResponse = http.ServerResponse & { [kForward]?: ForwardHandler };
+
+function onResponseClose(this: ForwardedResponse): void {
+  this[kForward]?.onClientClose();
+}
+
+function onResponseDrain(this: ForwardedResponse): void {
+  this[kForward]?.controller?.resume();
+}
+
+const CONNECT_FAILURE = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|connect/i;
+
+/**
+ * One forwarded request (4. and 5. of the module comment): relays undici's response to the
+ * client with backpressure and reports the request once. A class rather than closures: one
+ * object per request, its methods shared.
+ */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | null = null;
+  #done = false;
+  #drainListening = false;
+
+  constructor(
+    readonly proxy: Http1Proxy,
+    readonly ctx: ConnContext,
+    readonly req: http.IncomingMessage,
+    readonly res: ForwardedResponse,
+    readonly decision: RequestDecision,
+    readonly t0: number,
+    readonly hasBody: boolean,
+  ) {
+    res[kForward] = this;
+    res.on('close', onResponseClose);
+  }
+
+  finish(code: number): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.res[kForward] = undefined;
+    this.proxy.report(this.ctx, this.req, code, this.decision, this.t0);
+  }
+
+  onClientClose(): void {
+    if (!this.res.writableFinished) {
+      this.controller?.abort(new Error('client went away'));
+      this.finish(this.res.statusCode || 499);
+    }
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    if (statusCode < 200) return; // 1xx from upstream: the proxy speaks for itself
+    this.res.writeHead(statusCode, statusMessage || undefined, responseHeaders(headers));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      if (!this.#drainListening) {
+        this.#drainListening = true;
+        this.res.on('drain', onResponseDrain);
+      }
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+    this.finish(this.res.statusCode);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    const res = this.res;
+    if (!res.headersSent) {
+      const code = CONNECT_FAILURE.test(`${(err as NodeJS.ErrnoException).code} ${err.message}`) ? 503 : 502;
+      res.shouldKeepAlive = false;
+      res.writeHead(code, { 'content-type': 'text/plain', 'content-length': 0, connection: 'close' });
+      res.end();
+      this.finish(code);
+    } else {
+      res.destroy(err);
+      this.finish(res.statusCode);
+    }
+    if (this.hasBody && !this.req.complete) this.req.resume();
+  }
 }
 
 export class Http1Proxy {
@@ -158,7 +260,8 @@ export class Http1Proxy {
     return this.#ctx.get(socket);
   }
 
-  #report(ctx: ConnContext, req: http.IncomingMessage, code: number, decision: RequestDecision, t0: number): void {
+  /** 5. (one L7 flow per request) */
+  report(ctx: ConnContext, req: http.IncomingMessage, code: number, decision: RequestDecision, t0: number): void {
     const host = req.headers.host;
     this.#deps.reporter.report(
       ctx,
@@ -186,7 +289,7 @@ export class Http1Proxy {
       res.shouldKeepAlive = false;
       res.writeHead(outcome.status, { 'content-type': 'text/plain', 'content-length': 0, connection: 'close' });
       res.end();
-      this.#report(ctx, req, outcome.status, rejected(outcome.reason), t0);
+      this.report(ctx, req, outcome.status, rejected(outcome.reason), t0);
       return;
     }
     const decision = outcome.decision;
@@ -200,80 +303,35 @@ export class Http1Proxy {
       }
       res.writeHead(403, h);
       res.end(DENIED_BODY);
-      this.#report(ctx, req, 403, decision, t0);
+      this.report(ctx, req, 403, decision, t0);
       return;
     }
     // 4.
     if (expectContinue) res.writeContinue();
-    this.#forward(ctx, req, res, decision, t0);
+    this.#forward(ctx, req, res, decision, t0, outcome.verdict === 'PASS' && outcome.body !== 'none');
   }
 
-  #forward(ctx: ConnContext, req: http.IncomingMessage, res: http.ServerResponse, decision: RequestDecision, t0: number): void {
-    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    let resume: (() => void) | null = null;
-    let done = false;
-    const finish = (code: number) => {
-      if (done) return;
-      done = true;
-      this.#report(ctx, req, code, decision, t0);
-    };
-    res.on('drain', () => resume?.());
-    res.on('close', () => {
-      if (!res.writableFinished) {
-        abort?.(new Error('client went away'));
-        finish(res.statusCode || 499);
-      }
-    });
-    let abort: ((reason?: Error) => void) | null = null;
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart: (controller) => {
-        abort = (reason) => controller.abort(reason ?? new Error('aborted'));
-      },
-      onResponseStart: (controller, statusCode, headers, statusMessage) => {
-        if (statusCode < 200) return; // 1xx from upstream: the proxy speaks for itself
-        resume = () => controller.resume();
-        res.writeHead(statusCode, statusMessage || undefined, responseHeaders(headers as Record<string, string | string[]>));
-      },
-      onResponseData: (controller, chunk) => {
-        if (!res.write(chunk)) controller.pause();
-      },
-      onResponseEnd: () => {
-        res.end();
-        finish(res.statusCode);
-      },
-      onResponseError: (_controller, err) => {
-        if (!res.headersSent) {
-          const code = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|connect/i.test(`${(err as NodeJS.ErrnoException).code} ${err.message}`) ? 503 : 502;
-          res.shouldKeepAlive = false;
-          res.writeHead(code, { 'content-type': 'text/plain', 'content-length': 0, connection: 'close' });
-          res.end();
-          finish(code);
-        } else {
-          res.destroy(err);
-          finish(res.statusCode);
-        }
-        if (hasBody && !req.complete) req.resume();
-      },
-    };
+  #forward(ctx: ConnContext, req: http.IncomingMessage, res: http.ServerResponse, decision: RequestDecision, t0: number, hasBody: boolean): void {
+    const handler = new ForwardHandler(this, ctx, req, res, decision, t0, hasBody);
     try {
       this.#pool(ctx).dispatch(
         {
           path: req.url!,
           method: req.method as Dispatcher.HttpMethod,
-          headers: endToEndHeaders(req.rawHeaders).flat(),
+          headers: endToEndHeadersFlat(req.rawHeaders),
           body: hasBody ? req : null,
         },
         handler,
       );
     } catch (err) {
-      handler.onResponseError!(null as never, err as Error);
+      handler.onResponseError(null, err as Error);
     }
   }
 
   #reject(req: http.IncomingMessage, socket: Duplex, reason: string, status = 400): void {
     const ctx = this.#ctxOf(socket);
     socket.end(`HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${reason.length + 2}\r\nconnection: close\r\n\r\n${reason}\r\n`);
-    if (ctx) this.#report(ctx, req, status, rejected(reason), performance.now());
+    if (ctx) this.report(ctx, req, status, rejected(reason), performance.now());
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
@@ -302,7 +360,7 @@ export class Http1Proxy {
     const decision = outcome.decision;
     if (!decision.forward) {
       socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${DENIED_BODY.length}\r\nconnection: close\r\n\r\n${DENIED_BODY}`);
-      this.#report(ctx, req, 403, decision, t0);
+      this.report(ctx, req, 403, decision, t0);
       return;
     }
     let up: Duplex;
@@ -310,13 +368,13 @@ export class Http1Proxy {
       up = this.#deps.upstream.connect(ctx);
     } catch {
       socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-      this.#report(ctx, req, 503, decision, t0);
+      this.report(ctx, req, 503, decision, t0);
       return;
     }
     this.#tunnels.add(up);
     let reported = false;
     const report = (code: number) => {
-      if (!reported) this.#report(ctx, req, code, decision, t0);
+      if (!reported) this.report(ctx, req, code, decision, t0);
       reported = true;
     };
     const teardown = () => {

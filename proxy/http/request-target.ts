@@ -27,6 +27,7 @@
 export type TargetCheck = { ok: true } | { ok: false; reason: string };
 
 const HEX = /^[0-9a-fA-F]{2}$/;
+const OK: TargetCheck = Object.freeze({ ok: true });
 
 /**
  * Checks a request target (numbered as in the module comment).
@@ -55,6 +56,8 @@ export function checkRequestTarget(target: string): TargetCheck {
   }
   const q = target.indexOf('?');
   const p = q < 0 ? target : target.slice(0, q);
+  // 4. to 6. need a `%`, a `//` or a `.` in the path: most paths have none
+  if (p.indexOf('%') < 0 && p.indexOf('//') < 0 && p.indexOf('.') < 0) return OK;
   // 4.
   if (/%2f/i.test(p)) return { ok: false, reason: 'encoded slash (%2f) in path' };
   const segments = p.split('/').slice(1);
@@ -66,5 +69,5 @@ export function checkRequestTarget(target: string): TargetCheck {
     const decoded = seg.replace(/%2e/gi, '.');
     if (decoded === '.' || decoded === '..') return { ok: false, reason: seg === decoded ? 'dot-segment in path' : 'percent-encoded dot-segment in path' };
   }
-  return { ok: true };
+  return OK;
 }

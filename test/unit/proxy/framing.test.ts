@@ -2,7 +2,7 @@
 // Request-smuggling checks on a parsed head (proxy/http/framing.ts), on top of llhttp's own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkFraming, endToEndHeaders } from '../../../proxy/http/framing.ts';
+import { checkFraming, endToEndHeaders, endToEndHeadersFlat } from '../../../proxy/http/framing.ts';
 
 test('plain, length and chunked framing pass', () => {
   assert.deepEqual(checkFraming('1.1', ['Host', 'a']), { ok: true, body: 'none' });
@@ -37,12 +37,12 @@ test('smuggling shapes are refused', () => {
 });
 
 test('hop-by-hop headers and those named by Connection are not forwarded', () => {
-  assert.deepEqual(
-    endToEndHeaders(['Host', 'a', 'Connection', 'keep-alive, X-Secret', 'Keep-Alive', 'timeout=5', 'X-Secret', 's', 'Transfer-Encoding', 'chunked', 'Expect', '100-continue', 'X-A', '1', 'x-a', '2']),
-    [
-      ['Host', 'a'],
-      ['X-A', '1'],
-      ['x-a', '2'],
-    ],
-  );
+  const raw = ['Host', 'a', 'X-Secret', 's', 'Connection', 'keep-alive, X-Secret', 'Keep-Alive', 'timeout=5', 'Transfer-Encoding', 'chunked', 'Expect', '100-continue', 'X-A', '1', 'x-a', '2'];
+  assert.deepEqual(endToEndHeaders(raw), [
+    ['Host', 'a'],
+    ['X-A', '1'],
+    ['x-a', '2'],
+  ]);
+  assert.deepEqual(endToEndHeadersFlat(raw), ['Host', 'a', 'X-A', '1', 'x-a', '2'], 'a header named by a later Connection header is dropped too');
+  assert.deepEqual(endToEndHeadersFlat(['Host', 'a', 'TE', 'trailers', 'X-B', '']), ['Host', 'a', 'X-B', '']);
 });
