@@ -9,6 +9,11 @@
  * Reporting never blocks or fails a request: records wait in a bounded buffer (oldest dropped
  * first, counted in `dropped`) while the agent is unreachable, and one batch is in flight at a
  * time.
+ *
+ * Cheap per request: `report()` only queues what it was given (plus the time and both ends'
+ * endpoints); the JSON line is written when its batch is sent (`flowRecordJson`, the same text
+ * as `JSON.stringify(l7FlowRecord(…))`), and the parts that repeat (both peers of a connection,
+ * both sides of a shared decision) are serialised once and reused.
  */
 import http from 'node:http';
 import type { L7Decision } from '../../src/l7/policy.ts';
@@ -80,6 +85,50 @@ export function l7FlowRecord(eps: EndpointLookup, ctx: ConnContext, info: L7Flow
   };
 }
 
+type Endpoint = ReturnType<EndpointLookup['endpointOf']>;
+
+/** `"source":{…},"destination":{…}` of a connection (ports included: they are the connection's). */
+const peersJson = new WeakMap<ConnContext, { src: Endpoint; dst: Endpoint; json: string }>();
+/** `"egress":{…},"ingress":{…}` of a decision (a decider may hand out one decision many times). */
+const sidesJson = new WeakMap<RequestDecision, { src: Endpoint; dst: Endpoint; json: string }>();
+
+function peerJson(ep: Endpoint, p: ConnContext['client']): string {
+  const [namespace, name] = ep ? ep.ref.split('/') : [null, null];
+  return JSON.stringify({ namespace: namespace ?? null, name: name ?? null, identity: p.identity, ip: p.ip, port: p.port });
+}
+
+/**
+ * The JSON text of {@link l7FlowRecord} for endpoints already looked up, reusing the serialised
+ * peers of the connection and sides of the decision.
+ */
+export function flowRecordJson(ctx: ConnContext, src: Endpoint, dst: Endpoint, info: L7FlowInfo, decision: RequestDecision, latencyMs: number, now: number): string {
+  let peers = peersJson.get(ctx);
+  if (!peers || peers.src !== src || peers.dst !== dst) {
+    peers = { src, dst, json: `"source":${peerJson(src, ctx.client)},"destination":${peerJson(dst, ctx.server)}` };
+    peersJson.set(ctx, peers);
+  }
+  let sides = sidesJson.get(decision);
+  if (!sides || sides.src !== src || sides.dst !== dst) {
+    sides = { src, dst, json: `"egress":${JSON.stringify(side(decision.egress, decision, src, 'source'))},"ingress":${JSON.stringify(side(decision.ingress, decision, dst, 'destination'))}` };
+    sidesJson.set(decision, sides);
+  }
+  const verdict = decision.verdict === 'allowed' ? 'FORWARDED' : decision.verdict === 'audit' ? 'AUDIT' : 'DROPPED';
+  const dropReason = verdict !== 'DROPPED' ? 'null' : decision.rejected ? '"INVALID_PACKET_DROPPED"' : '"POLICY_DENIED"';
+  const l7 = JSON.stringify({ ...info, latencyMs: Math.round(latencyMs * 1000) / 1000 });
+  return `{"time":"${new Date(now).toISOString()}","verdict":"${verdict}","dropReason":${dropReason},${peers.json},"protocol":"${ctx.proto === 17 ? 'UDP' : 'TCP'}",${sides.json},"l7":${l7}}`;
+}
+
+/** One reported request, serialised when its batch is sent. */
+interface Pending {
+  ctx: ConnContext;
+  src: Endpoint;
+  dst: Endpoint;
+  info: L7FlowInfo;
+  decision: RequestDecision;
+  latencyMs: number;
+  now: number;
+}
+
 export interface AgentFlowReporterOptions {
   /** The agent's API socket (may change when the agent says so). */
   agentSocket: string;
@@ -102,10 +151,12 @@ export class AgentFlowReporter implements FlowReporter {
   readonly #max: number;
   readonly #batch: number;
   readonly #flushMs: number;
-  #queue: string[] = [];
+  #queue: Pending[] = [];
   #inFlight = false;
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
+  /** One kept-alive connection to the agent (a batch every flushMs would otherwise open one each). */
+  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
   constructor(o: AgentFlowReporterOptions) {
     this.agentSocket = o.agentSocket;
@@ -116,7 +167,7 @@ export class AgentFlowReporter implements FlowReporter {
   }
 
   report(ctx: ConnContext, info: L7FlowInfo, decision: RequestDecision, latencyMs: number): void {
-    this.#queue.push(JSON.stringify(l7FlowRecord(this.#eps, ctx, info, decision, latencyMs)));
+    this.#queue.push({ ctx, src: this.#eps.endpointOf(ctx.client.ip), dst: this.#eps.endpointOf(ctx.server.ip), info, decision, latencyMs, now: Date.now() });
     if (this.#queue.length > this.#max) {
       const over = this.#queue.length - this.#max;
       this.#queue.splice(0, over);
@@ -141,7 +192,8 @@ export class AgentFlowReporter implements FlowReporter {
   #flush(): void {
     if (this.#inFlight || this.#queue.length === 0) return;
     const batch = this.#queue.slice(0, this.#batch);
-    const body = batch.join('\n') + '\n';
+    let body = '';
+    for (const p of batch) body += flowRecordJson(p.ctx, p.src, p.dst, p.info, p.decision, p.latencyMs, p.now) + '\n';
     this.#inFlight = true;
     const done = (ok: boolean) => {
       this.#inFlight = false;
@@ -154,7 +206,7 @@ export class AgentFlowReporter implements FlowReporter {
       if (this.#queue.length) this.#schedule(!ok ? 500 : this.#queue.length >= this.#batch ? 0 : this.#flushMs);
     };
     const req = http.request(
-      { socketPath: this.agentSocket, agent: false, method: 'POST', path: '/v1/flows', headers: { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(body) }, timeout: 2000 },
+      { socketPath: this.agentSocket, agent: this.#agent, method: 'POST', path: '/v1/flows', headers: { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(body) }, timeout: 2000 },
       (res) => {
         res.resume();
         res.on('end', () => done(res.statusCode === 200 || res.statusCode === 204));
@@ -170,5 +222,6 @@ export class AgentFlowReporter implements FlowReporter {
   close(): void {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
+    this.#agent.destroy();
   }
 }
