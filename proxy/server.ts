@@ -268,6 +268,7 @@ export class ProxyServer {
           if (typeof agentSocket === 'string' && agentSocket) this.reporter.agentSocket = agentSocket;
           this.decider.update(snapshot);
           this.learner.setTable(snapshot.fqdn);
+          this.#dns?.policyChanged();
           try {
             this.#store.write({ snapshot, agentSocket: this.reporter.agentSocket });
           } catch (e) {

@@ -364,6 +364,14 @@ export class Agent {
    * @returns the FQDN identity table after the change
    */
   applyFqdn(update: { learn: Array<{ name: string; ips: string[] }>; forget: Array<{ name: string; ips: string[] }> }): FqdnIdentityTable {
+    // the common case: every IP has an identity already (the proxy wrote the entries too)
+    if (update.forget.length === 0) {
+      const written = this.engine.learnFqdnFast(update.learn);
+      if (written) {
+        this.#manager.upsertIpcache(written);
+        return this.engine.fqdnTable();
+      }
+    }
     const before = JSON.stringify(this.engine.fqdnTable());
     const changes = this.engine.bulk(() => {
       for (const { name, ips } of update.learn) this.engine.learnFqdn(name, ips);

@@ -126,7 +126,9 @@ export class ProxySupervisor {
     if (live) return live;
     const log = openSync(path.join(this.#o.stateDir, 'proxy.log'), 'a');
     try {
-      const args = [MEMBRANE_BIN, 'proxy', '--state-dir', this.#o.stateDir, '--bpf-root', this.#o.bpfRoot, '--agent-socket', this.#o.agentSocket];
+      // MEMBRANE_PROXY_NODE_ARGS: extra Node.js flags for the proxy (e.g. `--cpu-prof`), for profiling
+      const nodeArgs = (process.env.MEMBRANE_PROXY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+      const args = [...nodeArgs, MEMBRANE_BIN, 'proxy', '--state-dir', this.#o.stateDir, '--bpf-root', this.#o.bpfRoot, '--agent-socket', this.#o.agentSocket];
       if (this.#o.config) args.push('--config', this.#o.config);
       const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log] });
       child.on('error', (e) => this.#o.log(`proxy: cannot start: ${e.message}`));

@@ -7,9 +7,11 @@
  * proxy has no identity for, and keeps the ipcache entries on its own reconciliations.
  *
  * Updates are coalesced: at most one request is in flight; what arrives meanwhile goes in the
- * next one. `send` resolves with the agent's answer (its FQDN identity table after applying) or
- * null when the agent cannot be reached (it reads the whole cache from the proxy when it starts,
- * so nothing is replayed).
+ * next one. An urgent update (an answer waits for an identity the agent must allocate) is sent
+ * at once; others within LAZY_MS, so a burst of answers for names whose identities exist costs
+ * the agent one request per interval instead of one per answer. `send` resolves with the
+ * agent's answer (its FQDN identity table after applying) or null when the agent cannot be
+ * reached (it reads the whole cache from the proxy when it starts, so nothing is replayed).
  */
 import http from 'node:http';
 import type { FqdnIdentityTable } from '../../src/l7/fqdn.ts';
@@ -21,6 +23,9 @@ export interface FqdnUpdate {
 
 type Waiter = (t: FqdnIdentityTable | null) => void;
 
+/** Longest a non-urgent update waits to be sent. */
+export const LAZY_MS = 1000;
+
 export class AgentFqdnLink {
   readonly #socket: () => string;
   readonly #timeoutMs: number;
@@ -28,6 +33,7 @@ export class AgentFqdnLink {
   #waiters: Waiter[] = [];
   #busy = false;
   #scheduled = false;
+  #lazy?: NodeJS.Timeout;
   #closed = false;
   sent = 0;
   failed = 0;
@@ -38,17 +44,31 @@ export class AgentFqdnLink {
     this.#timeoutMs = timeoutMs;
   }
 
-  send(update: FqdnUpdate): Promise<FqdnIdentityTable | null> {
+  /** @param urgent send now (someone waits for the answer), else within LAZY_MS */
+  send(update: FqdnUpdate, urgent = false): Promise<FqdnIdentityTable | null> {
     if (this.#closed) return Promise.resolve(null);
     this.#next.learn.push(...update.learn);
     this.#next.forget.push(...update.forget);
     const p = new Promise<FqdnIdentityTable | null>((resolve) => this.#waiters.push(resolve));
+    if (urgent) this.#urgent = true;
     this.#schedule();
     return p;
   }
 
+  #urgent = false;
+
   #schedule(): void {
     if (this.#busy || this.#scheduled) return;
+    if (!this.#urgent) {
+      this.#lazy ??= setTimeout(() => {
+        this.#lazy = undefined;
+        this.#urgent = true;
+        this.#schedule();
+      }, LAZY_MS).unref();
+      return;
+    }
+    if (this.#lazy) clearTimeout(this.#lazy);
+    this.#lazy = undefined;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -60,6 +80,7 @@ export class AgentFqdnLink {
     if (this.#busy || (this.#next.learn.length === 0 && this.#next.forget.length === 0)) return;
     const body = JSON.stringify(this.#next);
     const waiters = this.#waiters;
+    this.#urgent = false;
     this.#next = { learn: [], forget: [] };
     this.#waiters = [];
     this.#busy = true;
@@ -98,6 +119,7 @@ export class AgentFqdnLink {
 
   close(): void {
     this.#closed = true;
+    if (this.#lazy) clearTimeout(this.#lazy);
     for (const w of this.#waiters) w(null);
     this.#waiters = [];
   }

@@ -41,6 +41,14 @@ import { TcpFramer, tcpFrame, TcpUpstream, UdpUpstreams } from './upstream.ts';
 
 export const PROXY_DNS_PORT = 15053;
 
+/**
+ * How long a server address's identity is reused before the ipcache is read again (also
+ * forgotten at every policy update). Queries go to a handful of servers.
+ */
+const IDENTITY_TTL_MS = 1000;
+/** Bounds of the per-policy caches (cleared when reached). */
+const MAX_CACHED = 16384;
+
 export interface DnsProxyOptions {
   bpfRoot: string;
   /** Listening address (default 127.0.0.1, where the datapath looks). */
@@ -69,6 +77,9 @@ export class DnsProxy {
   #orig: ProxyOrigMap | null = null;
   #origRetryAt = 0;
   #inflight = 0;
+  /** Decisions of this policy: the same client asks the same server the same names. */
+  readonly #decisions = new Map<string, RequestDecision>();
+  readonly #serverIds = new Map<string, { id: number; until: number }>();
   readonly stats = { queries: 0, allowed: 0, denied: 0, audit: 0, servfail: 0, malformed: 0, noOrigDst: 0, overload: 0 };
 
   private constructor(o: DnsProxyOptions) {
@@ -122,6 +133,23 @@ export class DnsProxy {
     tcp.on('error', (e) => this.#o.log(`DNS TCP listener: ${e.message}`));
   }
 
+  /** The policy (or identities) changed: decide everything again. */
+  policyChanged(): void {
+    this.#decisions.clear();
+    this.#serverIds.clear();
+  }
+
+  /** The identity of an address, reused for IDENTITY_TTL_MS. */
+  #identityOf(ip: string): number {
+    const now = performance.now();
+    const c = this.#serverIds.get(ip);
+    if (c && c.until > now) return c.id;
+    const id = this.#o.identities.identityOf(ip);
+    if (this.#serverIds.size >= MAX_CACHED) this.#serverIds.clear();
+    this.#serverIds.set(ip, { id, until: now + IDENTITY_TTL_MS });
+    return id;
+  }
+
   #origMap(): ProxyOrigMap | null {
     if (this.#orig) return this.#orig;
     const now = Date.now();
@@ -149,8 +177,8 @@ export class DnsProxy {
       return;
     }
     const ctx: ConnContext = {
-      client: { ip: rinfo.address, port: rinfo.port, identity: orig.identity || this.#o.identities.identityOf(rinfo.address) },
-      server: { ip: orig.ip, port: orig.port, identity: this.#o.identities.identityOf(orig.ip) },
+      client: { ip: rinfo.address, port: rinfo.port, identity: orig.identity || this.#identityOf(rinfo.address) },
+      server: { ip: orig.ip, port: orig.port, identity: this.#identityOf(orig.ip) },
       proxyPort: this.port,
       proto: 17,
     };
@@ -239,7 +267,13 @@ export class DnsProxy {
       return formatError(msg);
     }
     const qname = normalizeDnsName(q.qname || '.');
-    const decision = this.#o.deps.decider.decide(ctx, { type: 'dns', qname });
+    const dkey = `${ctx.client.ip}|${ctx.client.identity}|${ctx.server.ip}|${ctx.server.identity}|${ctx.proto}|${ctx.server.port}|${qname}`;
+    let decision = this.#decisions.get(dkey);
+    if (!decision) {
+      decision = this.#o.deps.decider.decide(ctx, { type: 'dns', qname });
+      if (this.#decisions.size >= MAX_CACHED) this.#decisions.clear();
+      this.#decisions.set(dkey, decision);
+    }
     if (this.#inflight >= this.#o.settings.dnsMaxConcurrent) {
       this.stats.overload++;
       return this.#refuse(ctx, q, qname, decision, 'SERVFAIL', started);

@@ -16,8 +16,8 @@
  * Garbage collection every dnsGcInterval seconds: a (name, IP) pair that expired (or is over
  * the per-name limit) stays while conntrack has a live flow to or from the IP (checked again at
  * the next pass), otherwise it is removed; an IP left with no name loses its ipcache entry.
- * The cache is persisted in `<state-dir>/fqdn-cache.json` (shortly after each change, and at
- * stop) and loaded at start, so names and connections survive restarts of either process.
+ * The cache is persisted in `<state-dir>/fqdn-cache.json` (within PERSIST_MS of a change, and
+ * at stop) and loaded at start, so names and connections survive restarts of either process.
  * IPv6 addresses are cached and reported to the agent but not written: the datapath is
  * IPv4-only (DESIGN §2).
  */
@@ -30,6 +30,12 @@ import { FqdnResolver, type FqdnIdentityTable } from '../../src/l7/fqdn.ts';
 import type { IpcacheIdentities } from '../core/identities.ts';
 import type { AgentFqdnLink } from './agent-link.ts';
 import { FqdnCache, type FqdnCacheEntry } from './fqdn-cache.ts';
+
+/**
+ * Longest the state file lags the cache. It matters only when the proxy itself dies (the agent
+ * asks a running proxy for the cache); a larger cache costs more to write.
+ */
+const PERSIST_MS = 1000;
 
 /** Identities below this are cluster or reserved ones (reference §2.9): never replaced. */
 const LOCAL_SCOPE = 0x01000000;
@@ -117,7 +123,7 @@ export class FqdnLearner {
     this.stats.held++;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), this.#o.settings.dnsResponseMaxDelayMs)));
-    const table = await Promise.race([this.#o.agent.send({ learn: [{ name, ips: added.length ? added : missing }], forget: [] }), timeout]);
+    const table = await Promise.race([this.#o.agent.send({ learn: [{ name, ips: added.length ? added : missing }], forget: [] }, true), timeout]);
     clearTimeout(timer);
     if (table === 'timeout' || table === null) {
       this.stats.heldTimeouts++;
@@ -229,7 +235,7 @@ export class FqdnLearner {
     this.#persistTimer = setTimeout(() => {
       this.#persistTimer = undefined;
       this.persist();
-    }, 200);
+    }, PERSIST_MS);
     this.#persistTimer.unref();
   }
 

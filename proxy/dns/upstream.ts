@@ -17,6 +17,7 @@
  *   answers SERVFAIL).
  */
 import dgram from 'node:dgram';
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { proxyMark } from '../../src/datapath/layout.ts';
 import { markedDgramFd } from '../../src/datapath/sockets.ts';
@@ -24,14 +25,19 @@ import { messageId, setId } from './message.ts';
 
 interface Pending {
   resolve: (resp: Buffer | null) => void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which the query has failed */
+  deadline: number;
 }
 
-/** Queries in flight on one upstream socket, by the id they were sent with. */
+/**
+ * Queries in flight on one upstream socket, by the id they were sent with. Timeouts are swept
+ * by one timer per instance (queries expire in the order they were sent), not one per query.
+ */
 export class PendingQueries {
   readonly #pending = new Map<number, Pending>();
   readonly #timeoutMs: number;
   #next = (Math.random() * 0x10000) | 0;
+  #sweeper?: NodeJS.Timeout;
 
   constructor(timeoutMs: number) {
     this.#timeoutMs = timeoutMs;
@@ -52,14 +58,24 @@ export class PendingQueries {
     this.#next = (id + 1 + ((Math.random() * 64) | 0)) & 0xffff;
     const wire = Buffer.from(msg);
     setId(wire, id);
-    const answer = new Promise<Buffer | null>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        resolve(null);
-      }, this.#timeoutMs);
-      this.#pending.set(id, { resolve, timer });
-    });
+    const answer = new Promise<Buffer | null>((resolve) => this.#pending.set(id, { resolve, deadline: performance.now() + this.#timeoutMs }));
+    this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(250, this.#timeoutMs)).unref();
     return { wire, answer };
+  }
+
+  #sweep(): void {
+    const now = performance.now();
+    for (const [id, p] of this.#pending) {
+      if (p.deadline > now) break; // later ones were sent later
+      this.#pending.delete(id);
+      p.resolve(null);
+    }
+    if (this.#pending.size === 0) this.#stop();
+  }
+
+  #stop(): void {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
   }
 
   /** Hands an answer to its query. @returns false when no query waits for its id */
@@ -68,18 +84,15 @@ export class PendingQueries {
     const p = this.#pending.get(id);
     if (!p) return false;
     this.#pending.delete(id);
-    clearTimeout(p.timer);
     p.resolve(resp);
     return true;
   }
 
   /** Fails every query in flight (null answers). */
   failAll(): void {
-    for (const p of this.#pending.values()) {
-      clearTimeout(p.timer);
-      p.resolve(null);
-    }
+    for (const p of this.#pending.values()) p.resolve(null);
     this.#pending.clear();
+    this.#stop();
   }
 }
 

@@ -176,6 +176,21 @@ export class EndpointManager {
     return errors;
   }
 
+  /**
+   * Writes ipcache entries the engine added without a sync (PolicyEngine.learnFqdnFast): host
+   * prefixes of world addresses, never an enforced endpoint's.
+   */
+  upsertIpcache(entries: Map<string, number>): void {
+    const writes: Array<[{ addr: string; prefixLen: number }, { identity: number; epId: number; ifindex: number; flags: number }]> = [];
+    for (const [prefix, identity] of entries) {
+      const [addr, len] = prefix.split('/');
+      if (!addr || addr.includes(':')) continue; // IPv4 only for now (DESIGN §2)
+      writes.push([{ addr, prefixLen: Number(len) }, { identity, epId: 0, ifindex: 0, flags: 0 }]);
+      this.#ipcacheWritten.set(prefix, `${identity}/0/0`);
+    }
+    if (writes.length) this.#ipcache.setMany(writes);
+  }
+
   /** Writes the engine's ipcache (with local endpoint ids) where it differs from what was written. */
   syncIpcache(): void {
     const desired = new Map<string, { identity: number; epId: number; ifindex: number }>();

@@ -21,7 +21,7 @@ import { formatPrefix, parseIp, parsePrefix } from '../labels/cidr.ts';
 import { LabelSet } from '../labels/labels.ts';
 import { selectorMatches } from '../labels/selector.ts';
 import { fqdnSelectorKey, fqdnSelectorMatches } from '../l7/dns.ts';
-import { fqdnBaseOf, fqdnIdentityLabels, parseBases, type FqdnIdentityTable } from '../l7/fqdn.ts';
+import { fqdnBaseOf, fqdnIdentityLabels, fqdnSetKey, parseBases, type FqdnIdentityTable } from '../l7/fqdn.ts';
 import { EndpointMapBuilder, MapState, type NamedPortResolver } from './map-state.ts';
 import { Repository } from './repository.ts';
 import { resolvePolicy, type SelectorPolicy } from './resolve.ts';
@@ -114,6 +114,15 @@ export class PolicyEngine {
   readonly #ipcacheState = new Map<string, number>();
   /** learned DNS names → IPs (node-global, reference §5.4) */
   readonly #fqdn = new Map<string, Set<string>>();
+  /** learned IP → names holding it */
+  readonly #fqdnByIp = new Map<string, Set<string>>();
+  /** FQDN identity per fqdnSetKey, selectors and bases as of the last sync (learnFqdnFast) */
+  #fqdnIdBySet = new Map<string, number>();
+  #fqdnSelectorList: Array<{ matchName?: string; matchPattern?: string }> = [];
+  #fqdnBases: ReturnType<typeof parseBases> = [];
+  /** learned name → keys of the toFQDNs selectors matching it, for the selector list #fqdnKeysSig */
+  readonly #fqdnKeysOf = new Map<string, string[]>();
+  #fqdnKeysSig = '';
   /** FQDN identities as of the last sync (what the DNS proxy is sent) */
   #fqdnTable: FqdnIdentityTable = { selectors: [], cidrs: [], identities: [] };
   /** identities currently in the selector cache */
@@ -221,12 +230,70 @@ export class PolicyEngine {
    */
   learnFqdn(name: string, ips: string[]): EngineChanges {
     const key = name.toLowerCase().replace(/\.?$/, '.');
-    let set = this.#fqdn.get(key);
-    if (!set) this.#fqdn.set(key, (set = new Set()));
-    for (const ip of ips) set.add(ip);
+    this.#recordFqdn(key, ips);
     const changes = emptyChanges();
     this.#sync(changes, new Set());
     return changes;
+  }
+
+  #recordFqdn(key: string, ips: readonly string[]): void {
+    let set = this.#fqdn.get(key);
+    if (!set) this.#fqdn.set(key, (set = new Set()));
+    for (const ip of ips) {
+      set.add(ip);
+      let names = this.#fqdnByIp.get(ip);
+      if (!names) this.#fqdnByIp.set(ip, (names = new Set()));
+      names.add(key);
+    }
+  }
+
+  /**
+   * The DNS proxy's common case without a full sync: IPs learned for names whose identities
+   * already exist (src/l7/fqdn.ts: the selector set and base of each IP has an identity with its
+   * policy entries). Only the ipcache changes.
+   * @returns the ipcache entries written (prefix → identity), or null, having changed nothing,
+   *   when some IP needs an identity that does not exist yet (then use learnFqdn)
+   */
+  learnFqdnFast(list: ReadonlyArray<{ name: string; ips: readonly string[] }>): Map<string, number> | null {
+    if (this.#bulkDepth > 0) return null;
+    const epSets = this.#endpointSets();
+    const plan = new Map<string, number>();
+    const norm = list.map(({ name, ips }) => ({ key: name.toLowerCase().replace(/\.?$/, '.'), ips }));
+    const pending = new Map<string, Set<string>>();
+    for (const { key, ips } of norm) for (const ip of ips) {
+      let s = pending.get(ip);
+      if (!s) pending.set(ip, (s = new Set(this.#fqdnByIp.get(ip) ?? [])));
+      s.add(key);
+    }
+    for (const [ip, names] of pending) {
+      const prefix = hostPrefix(ip);
+      if (epSets.clusterIps.has(prefix) || !parsePrefix(ip)) continue; // §2.10
+      const keys = new Set<string>();
+      for (const n of names) for (const k of this.#keysOf(n)) keys.add(k);
+      if (keys.size === 0) continue;
+      const id = this.#fqdnIdBySet.get(fqdnSetKey([...keys], this.#fqdnBases.length ? fqdnBaseOf(ip, this.#fqdnBases) : null));
+      if (id === undefined || !this.#live.has(id)) return null;
+      plan.set(prefix, id);
+    }
+    for (const { key, ips } of norm) this.#recordFqdn(key, ips);
+    const written = new Map<string, number>();
+    for (const [prefix, id] of plan) {
+      if (this.#ipcacheState.get(prefix) === id || epSets.ipcache.has(prefix)) continue;
+      this.ipcache.upsert(prefix, id);
+      this.#ipcacheState.set(prefix, id);
+      written.set(prefix, id);
+    }
+    return written;
+  }
+
+  /** Keys of the toFQDNs selectors (as of the last sync) matching a learned name. */
+  #keysOf(name: string): string[] {
+    let keys = this.#fqdnKeysOf.get(name);
+    if (!keys) {
+      keys = this.#fqdnSelectorList.filter((sel) => fqdnSelectorMatches(sel, name)).map((sel) => fqdnSelectorKey(sel));
+      this.#fqdnKeysOf.set(name, keys);
+    }
+    return keys;
   }
 
   /** Forgets a learned name (or some of its IPs). */
@@ -234,8 +301,16 @@ export class PolicyEngine {
     const key = name.toLowerCase().replace(/\.?$/, '.');
     const set = this.#fqdn.get(key);
     if (set) {
+      for (const ip of ips ?? [...set]) {
+        const names = this.#fqdnByIp.get(ip);
+        names?.delete(key);
+        if (names?.size === 0) this.#fqdnByIp.delete(ip);
+      }
       if (ips) for (const ip of ips) set.delete(ip);
-      if (!ips || set.size === 0) this.#fqdn.delete(key);
+      if (!ips || set.size === 0) {
+        this.#fqdn.delete(key);
+        this.#fqdnKeysOf.delete(key);
+      }
     }
     const changes = emptyChanges();
     this.#sync(changes, new Set());
@@ -459,29 +534,47 @@ export class PolicyEngine {
     const fqdnSelectors = this.#fqdnSelectors();
     const bases = parseBases([...prefixIdentities.keys()]);
     const fqdnIds: FqdnIdentityTable['identities'] = [];
+    const bySet = new Map<string, Identity>();
     const fqdnIdentity = (keys: string[], base: string | null): Identity => {
-      const { identity } = this.allocator.allocate(new LabelSet(fqdnIdentityLabels(keys, base)));
+      const setKey = fqdnSetKey(keys, base);
+      let identity = bySet.get(setKey);
+      if (identity) return identity;
+      identity = this.allocator.allocate(new LabelSet(fqdnIdentityLabels(keys, base))).identity;
+      bySet.set(setKey, identity);
       if (!desired.has(identity.id)) fqdnIds.push({ selectors: [...new Set(keys)].sort(), base, id: identity.id });
       desired.set(identity.id, identity);
       return identity;
     };
     for (const sel of fqdnSelectors) fqdnIdentity([fqdnSelectorKey(sel)], null);
-    const ipNames = new Map<string, Set<string>>();
-    for (const [name, ips] of this.#fqdn) for (const ip of ips) {
-      let s = ipNames.get(ip);
-      if (!s) ipNames.set(ip, (s = new Set()));
-      s.add(name);
+    // Names → matching selector keys, kept while the selectors stay the same (names repeat
+    // across syncs; learned IPs can be many).
+    const selectorsSig = fqdnSelectors.map((sel) => fqdnSelectorKey(sel)).join('\n');
+    if (this.#fqdnKeysSig !== selectorsSig) {
+      this.#fqdnKeysSig = selectorsSig;
+      this.#fqdnKeysOf.clear();
+    }
+    this.#fqdnSelectorList = fqdnSelectors;
+    const keysOf = (name: string) => this.#keysOf(name);
+    const ipKeys = new Map<string, Set<string>>();
+    for (const [name, ips] of this.#fqdn) {
+      const keys = keysOf(name);
+      if (keys.length === 0) continue;
+      for (const ip of ips) {
+        let s = ipKeys.get(ip);
+        if (!s) ipKeys.set(ip, (s = new Set()));
+        for (const k of keys) s.add(k);
+      }
     }
     const learned = new Map<string, number>();
-    for (const [ip, names] of ipNames) {
-      if (clusterIps.has(hostPrefix(ip))) continue; // toFQDNs never selects cluster IPs (§2.10)
-      const keys = fqdnSelectors.filter((sel) => [...names].some((n) => fqdnSelectorMatches(sel, n))).map((sel) => fqdnSelectorKey(sel));
-      if (keys.length === 0) continue;
-      const p = parsePrefix(ip);
-      if (!p) continue;
-      learned.set(formatPrefix(p), fqdnIdentity(keys, fqdnBaseOf(ip, bases)).id);
+    for (const [ip, keys] of ipKeys) {
+      const text = hostPrefix(ip);
+      if (clusterIps.has(text)) continue; // toFQDNs never selects cluster IPs (§2.10)
+      if (!parsePrefix(ip)) continue;
+      learned.set(text, fqdnIdentity([...keys], bases.length ? fqdnBaseOf(ip, bases) : null).id);
     }
     for (const [text, id] of learned) prefixIdentities.set(text, id);
+    this.#fqdnIdBySet = new Map([...bySet].map(([k, i]) => [k, i.id]));
+    this.#fqdnBases = bases;
     this.#fqdnTable = { selectors: fqdnSelectors, cidrs: bases.map((b) => b.text), identities: fqdnIds };
     // 2. selector cache
     const added: Identity[] = [];

@@ -92,3 +92,28 @@ test('toFQDNs never gives a cluster IP an FQDN identity (§2.10)', () => {
   e.learnFqdn('db.example.org', ['10.200.1.10']);
   assert.equal(e.ipcacheEntries().get('10.200.1.10/32'), before);
 });
+
+test('learnFqdnFast gives the same ipcache as learnFqdn, and declines when an identity is missing', () => {
+  const fast = engine();
+  const slow = engine();
+  const batches = [
+    [{ name: 'db.example.org', ips: ['198.51.100.7', '198.51.100.8'] }],
+    [{ name: 'x.example.com', ips: ['93.1.2.3'] }], // *.example.com alone, but with base 93.0.0.0/8: not allocated yet
+    [{ name: 'api.example.com', ips: ['198.51.100.9'] }], // two selectors: not allocated yet
+    [{ name: 'api.example.com', ips: ['198.51.100.10'] }, { name: 'DB.example.org', ips: ['10.200.1.10'] }], // now it is; a cluster IP is skipped
+  ];
+  const declined: number[] = [];
+  for (const [i, batch] of batches.entries()) {
+    for (const b of batch) slow.learnFqdn(b.name, b.ips);
+    if (!fast.learnFqdnFast(batch)) {
+      declined.push(i);
+      for (const b of batch) fast.learnFqdn(b.name, b.ips);
+    }
+    assert.deepEqual(fast.ipcacheEntries(), slow.ipcacheEntries(), `after batch ${i}`);
+  }
+  assert.deepEqual(declined, [1, 2]);
+  assert.deepEqual(fast.fqdnNames(), slow.fqdnNames());
+  fast.forgetFqdn('api.example.com');
+  slow.forgetFqdn('api.example.com');
+  assert.deepEqual(fast.ipcacheEntries(), slow.ipcacheEntries());
+});
