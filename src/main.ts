@@ -204,9 +204,7 @@ export class Agent {
       status: () => this.status(),
       flows: (n, filter) => this.flows.last(n, filter),
       subscribe: (fn) => this.flows.subscribe(fn),
-      ingest: (records) => {
-        for (const r of records) this.flows.add(r);
-      },
+      ingest: (lines) => this.flows.addRaw(lines),
       fqdn: (update) =>
         new Promise((resolve, reject) =>
           this.#enqueue('DNS cache update', () => {

@@ -123,13 +123,38 @@ export function flowMatches(f: FlowRecord, filter: FlowFilter): boolean {
   return true;
 }
 
+/** Whether a reported record looks like a FlowRecord (the proxy built it; this guards the store). */
+export function isFlowRecord(x: unknown): x is FlowRecord {
+  const f = x as Record<string, unknown> | null;
+  return (
+    !!f &&
+    typeof f === 'object' &&
+    typeof f.time === 'string' &&
+    typeof f.verdict === 'string' &&
+    typeof f.source === 'object' &&
+    f.source !== null &&
+    typeof f.destination === 'object' &&
+    f.destination !== null &&
+    typeof f.egress === 'object' &&
+    typeof f.ingress === 'object'
+  );
+}
+
+/** A record kept as the proxy sent it (JSON text), parsed when first read. */
+interface RawFlow {
+  raw: string;
+}
+
 /**
  * The most recent flows, bounded. Drops of the same flow within a few seconds (retransmitted
  * SYNs) fold into the first record, so one decision yields one record (DESIGN §3.4).
+ * L7 records reported by the proxy are kept as the JSON text they arrived in and parsed only
+ * when read (the proxy reports one per request: parsing each on arrival cost the agent more
+ * CPU than anything else under load); a line that is not a flow record is skipped when read.
  */
 export class FlowStore {
   readonly capacity: number;
-  readonly #ring: FlowRecord[] = [];
+  readonly #ring: Array<FlowRecord | RawFlow | null> = [];
   #start = 0;
   readonly #recentDrops = new Map<string, { record: FlowRecord; at: number }>();
   readonly #listeners = new Set<(f: FlowRecord) => void>();
@@ -152,12 +177,36 @@ export class FlowStore {
         for (const [k, v] of this.#recentDrops) if (now - v.at >= 5000) this.#recentDrops.delete(k);
       }
     }
+    this.#push(f);
+    for (const l of this.#listeners) l(f);
+  }
+
+  /** Adds L7 records as JSON text, one per line (parsed when read). */
+  addRaw(lines: readonly string[]): void {
+    for (const raw of lines) {
+      const r: RawFlow = { raw };
+      this.#push(r);
+      if (this.#listeners.size === 0) continue;
+      const f = this.#parse(r);
+      if (f) for (const l of this.#listeners) l(f);
+    }
+  }
+
+  #push(f: FlowRecord | RawFlow): void {
     if (this.#ring.length < this.capacity) this.#ring.push(f);
     else {
       this.#ring[this.#start] = f;
       this.#start = (this.#start + 1) % this.capacity;
     }
-    for (const l of this.#listeners) l(f);
+  }
+
+  #parse(r: RawFlow): FlowRecord | null {
+    try {
+      const f: unknown = JSON.parse(r.raw);
+      return isFlowRecord(f) ? f : null;
+    } catch {
+      return null;
+    }
   }
 
   /** The last `n` flows matching a filter, oldest first. */
@@ -165,8 +214,12 @@ export class FlowStore {
     const out: FlowRecord[] = [];
     const len = this.#ring.length;
     for (let i = len - 1; i >= 0 && out.length < n; i--) {
-      const f = this.#ring[(this.#start + i) % len]!;
-      if (flowMatches(f, filter)) out.push(f);
+      const at = (this.#start + i) % len;
+      const stored = this.#ring[at]!;
+      let f: FlowRecord | null;
+      if (stored && 'raw' in stored) this.#ring[at] = f = this.#parse(stored); // parsed once
+      else f = stored;
+      if (f && flowMatches(f, filter)) out.push(f);
     }
     return out.reverse();
   }
