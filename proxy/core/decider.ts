@@ -9,6 +9,11 @@
  * every applicable side allows it; audit mode (global, or the endpoint's) forwards a would-be
  * denial and reports it as `audit` (DESIGN §2: audit covers L7 too).
  *
+ * Fail closed: the datapath redirects a flow only when an enforced side has an L7 rule for it,
+ * so a request for which neither side applies means this proxy does not have that policy yet
+ * (it starts before the agent's first push, or the endpoint is newer than its snapshot): it is
+ * denied, never let through unchecked.
+ *
  * HTTP decisions are cached: for one snapshot, a decision is a pure function of the
  * connection's facts (both addresses, the server port, both identities, the protocol) and of the
  * request's method, target and host, unless some HTTP rule of the snapshot matches headers (then
@@ -87,6 +92,10 @@ export class SnapshotDecider implements Decider {
     const dst = this.#byIp.get(ctx.server.ip);
     const egress = src && src.egressEnforced ? decideL7(src, 'egress', ctx.server.identity, ctx.proto, ctx.server.port, req) : undefined;
     const ingress = dst && dst.ingressEnforced ? decideL7(dst, 'ingress', ctx.client.identity, ctx.proto, ctx.server.port, req) : undefined;
+    if (!egress && !ingress) {
+      const detail = `no L7 policy for this flow in the proxy's policy (revision ${this.#snapshot.revision}): denied until the agent sends it`;
+      return { forward: false, verdict: 'denied', egress: { allowed: false, by: [], origins: [], detail } };
+    }
     const denied = (egress && !egress.allowed) || (ingress && !ingress.allowed);
     if (!denied) return { forward: true, verdict: 'allowed', egress, ingress };
     const audit = this.#snapshot.globalAudit || (egress && !egress.allowed && src!.audit) || (ingress && !ingress.allowed && dst!.audit);

@@ -186,7 +186,10 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
     const config = node.writeFile('membrane.yaml', 'dnsGcInterval: 0.5\n');
     agent = startAgent(node, { policies: policyDir, extraArgs: ['--config', config] });
     await agent.waitReady();
-    await waitFor('the DNS proxy', async () => ((await proxyGet(agent.paths.stateDir, '/v1/status'))?.dns ? true : null));
+    await waitFor('the DNS proxy with the policy', async () => {
+      const st = await proxyGet(agent.paths.stateDir, '/v1/status');
+      return st?.dns && Number(st.revision) >= 1 ? true : null;
+    });
   });
 
   after(async () => {
@@ -317,7 +320,10 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
     await agent.kill9();
     agent.restart();
     await agent.waitReady();
-    await waitFor('the proxy again', async () => ((await proxyGet(agent.paths.stateDir, '/v1/status'))?.dns ? true : null));
+    await waitFor('the proxy again', async () => {
+      const st = await proxyGet(agent.paths.stateDir, '/v1/status');
+      return st?.dns && Number(st.revision) >= 1 ? true : null;
+    });
     const names = (await proxyGet(agent.paths.stateDir, '/v1/fqdn'))?.names as Array<{ name: string; ips: string[] }>;
     assert.ok(names.some((n) => n.name === 'restart.example.com.' && n.ips.includes('93.184.4.4')), JSON.stringify(names));
     assert.equal((await tcpRequest(client, '93.184.4.4', 8080)).result, 'ok');

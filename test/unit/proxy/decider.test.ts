@@ -50,3 +50,16 @@ test('nothing is cached when a rule matches headers', () => {
   assert.equal(d.decide(ctx, get('/a', [['X-Token', 'no']])).verdict, 'denied');
   assert.equal(d.decide(ctx, get('/a', [['X-Token', 'yes']])).verdict, 'allowed');
 });
+
+test('fail closed: a request neither side has policy for (no snapshot yet, unknown endpoint) is denied', () => {
+  const d = new SnapshotDecider();
+  const dns = { type: 'dns' as const, qname: 'anything.example.com.' };
+  const none = d.decide(conn(1000), dns);
+  assert.equal(none.forward, false);
+  assert.match(none.egress!.detail, /no L7 policy for this flow/);
+  assert.equal(d.decide(conn(1000), get('/a/1')).forward, false);
+  d.update(snapshot(1, [{ method: 'GET', path: '/a/[0-9]+' }]));
+  assert.equal(d.decide(conn(1000), get('/a/1')).forward, true);
+  const elsewhere: ConnContext = { ...conn(1000), server: { ip: '10.0.0.99', port: 80, identity: 2 } };
+  assert.equal(d.decide(elsewhere, get('/a/1')).forward, false, 'server not in the snapshot, client not enforced');
+});
