@@ -12,7 +12,9 @@
  *   name holding more than fqdnMaxIpsPerName IPs, the earliest-expiring extras (Cilium moves both
  *   to its zombie list the same way). The caller keeps the ones conntrack still uses (extend) and
  *   removes the rest.
- * - Pure data: no timers, no I/O (the learner persists `entries()`).
+ * - Changes since the last `drain()` (new pairs, expiries moved by more than SAVE_SLACK_MS,
+ *   removals) are what the learner appends to the state file; `entries()` is the whole cache.
+ * - Pure data: no timers, no I/O.
  */
 
 export interface FqdnCacheEntry {
@@ -25,8 +27,20 @@ export interface FqdnCacheEntry {
   lookupAt: number;
 }
 
+/** An expiry that moved by less than this is not worth a state-file line. */
+const SAVE_SLACK_MS = 1000;
+
+interface Entry {
+  expiresAt: number;
+  lookupAt: number;
+  /** expiresAt as last drained (0: never) */
+  saved: number;
+}
+
 export class FqdnCache {
-  readonly #byName = new Map<string, Map<string, { expiresAt: number; lookupAt: number }>>();
+  readonly #byName = new Map<string, Map<string, Entry>>();
+  readonly #dirty = new Map<string, { name: string; ip: string }>();
+  #removed: Array<{ name: string; ip: string }> = [];
   readonly #byIp = new Map<string, Set<string>>();
   readonly minTtl: number;
   readonly maxIpsPerName: number;
@@ -57,7 +71,8 @@ export class FqdnCache {
     for (const ip of ips) {
       const cur = m.get(ip);
       if (!cur) {
-        m.set(ip, { expiresAt, lookupAt: now });
+        m.set(ip, { expiresAt, lookupAt: now, saved: 0 });
+        this.#dirty.set(`${name}|${ip}`, { name, ip });
         added.push(ip);
         let names = this.#byIp.get(ip);
         if (!names) this.#byIp.set(ip, (names = new Set()));
@@ -65,6 +80,7 @@ export class FqdnCache {
       } else {
         cur.lookupAt = now;
         if (expiresAt > cur.expiresAt) cur.expiresAt = expiresAt;
+        if (cur.expiresAt > cur.saved + SAVE_SLACK_MS) this.#dirty.set(`${name}|${ip}`, { name, ip });
       }
     }
     return added;
@@ -99,7 +115,10 @@ export class FqdnCache {
   /** Keeps a pair until `until` (an expired IP conntrack still uses). */
   extend(name: string, ip: string, until: number): void {
     const e = this.#byName.get(name)?.get(ip);
-    if (e && e.expiresAt < until) e.expiresAt = until;
+    if (e && e.expiresAt < until) {
+      e.expiresAt = until;
+      this.#dirty.set(`${name}|${ip}`, { name, ip });
+    }
   }
 
   /**
@@ -108,12 +127,38 @@ export class FqdnCache {
    */
   remove(name: string, ip: string): boolean {
     const m = this.#byName.get(name);
-    if (m?.delete(ip) && m.size === 0) this.#byName.delete(name);
+    if (m?.delete(ip)) {
+      this.#removed.push({ name, ip });
+      this.#dirty.delete(`${name}|${ip}`);
+      if (m.size === 0) this.#byName.delete(name);
+    }
     const names = this.#byIp.get(ip);
     names?.delete(name);
     if (names && names.size > 0) return false;
     this.#byIp.delete(ip);
     return true;
+  }
+
+  /** Changes since the last drain (then marked saved). */
+  drain(): { upserts: FqdnCacheEntry[]; removes: Array<{ name: string; ip: string }> } {
+    const upserts: FqdnCacheEntry[] = [];
+    for (const { name, ip } of this.#dirty.values()) {
+      const e = this.#byName.get(name)?.get(ip);
+      if (!e) continue;
+      e.saved = e.expiresAt;
+      upserts.push({ name, ip, expiresAt: e.expiresAt, lookupAt: e.lookupAt });
+    }
+    this.#dirty.clear();
+    const removes = this.#removed;
+    this.#removed = [];
+    return { upserts, removes };
+  }
+
+  /** Marks everything saved (after the whole cache was written). */
+  markSaved(): void {
+    for (const m of this.#byName.values()) for (const e of m.values()) e.saved = e.expiresAt;
+    this.#dirty.clear();
+    this.#removed = [];
   }
 
   entries(): FqdnCacheEntry[] {
@@ -134,7 +179,7 @@ export class FqdnCache {
       if (!e || typeof e.name !== 'string' || typeof e.ip !== 'string' || !Number.isFinite(e.expiresAt)) continue;
       let m = this.#byName.get(e.name);
       if (!m) this.#byName.set(e.name, (m = new Map()));
-      m.set(e.ip, { expiresAt: e.expiresAt, lookupAt: Number.isFinite(e.lookupAt) ? e.lookupAt : e.expiresAt });
+      m.set(e.ip, { expiresAt: e.expiresAt, lookupAt: Number.isFinite(e.lookupAt) ? e.lookupAt : e.expiresAt, saved: e.expiresAt });
       let names = this.#byIp.get(e.ip);
       if (!names) this.#byIp.set(e.ip, (names = new Set()));
       names.add(e.name);

@@ -21,7 +21,6 @@
  * IPv6 addresses are cached and reported to the agent but not written: the datapath is
  * IPv4-only (DESIGN §2).
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import path from 'node:path';
 import type { Settings } from '../../src/config.ts';
@@ -29,7 +28,8 @@ import { CtMap, ctEntryLive } from '../../src/datapath/ct-map.ts';
 import { FqdnResolver, type FqdnIdentityTable } from '../../src/l7/fqdn.ts';
 import type { IpcacheIdentities } from '../core/identities.ts';
 import type { AgentFqdnLink } from './agent-link.ts';
-import { FqdnCache, type FqdnCacheEntry } from './fqdn-cache.ts';
+import { CacheJournal, readCacheFile } from './cache-file.ts';
+import { FqdnCache } from './fqdn-cache.ts';
 
 /**
  * Longest the state file lags the cache. It matters only when the proxy itself dies (the agent
@@ -60,6 +60,7 @@ export class FqdnLearner {
   /** ip → identity last written (or found) for the current table */
   #written = new Map<string, number>();
   #gcTimer?: NodeJS.Timeout;
+  #journal?: CacheJournal;
   #persistTimer?: NodeJS.Timeout;
   readonly stats = { answers: 0, written: 0, held: 0, heldTimeouts: 0, gcKept: 0, gcRemoved: 0 };
 
@@ -74,13 +75,9 @@ export class FqdnLearner {
 
   /** Loads the persisted cache and starts garbage collection. */
   start(): void {
-    try {
-      const doc = JSON.parse(readFileSync(this.file, 'utf8')) as { entries?: FqdnCacheEntry[] };
-      const n = this.cache.load(Array.isArray(doc.entries) ? doc.entries : []);
-      if (n) this.#o.log(`loaded ${n} DNS cache entries from ${this.file}`);
-    } catch {
-      /* none yet */
-    }
+    const n = this.cache.load(readCacheFile(this.file));
+    if (n) this.#o.log(`loaded ${n} DNS cache entries from ${this.file}`);
+    this.#journal = new CacheJournal(this.file);
     const every = Math.max(0.1, this.#o.settings.dnsGcInterval) * 1000;
     this.#gcTimer = setInterval(() => {
       try {
@@ -109,7 +106,7 @@ export class FqdnLearner {
   async learn(name: string, ips: readonly string[], ttl: number): Promise<void> {
     this.stats.answers++;
     const added = this.cache.learn(name, ips, ttl, Date.now());
-    if (added.length) this.#schedulePersist();
+    this.#schedulePersist();
     const missing: string[] = [];
     for (const ip of ips) {
       if (!isIPv4(ip)) continue;
@@ -239,12 +236,11 @@ export class FqdnLearner {
     this.#persistTimer.unref();
   }
 
-  /** Writes the cache to the state file (atomically). */
+  /** Saves what changed to the state file (proxy/dns/cache-file.ts). */
   persist(): void {
     try {
-      const tmp = `${this.file}.${process.pid}.tmp`;
-      writeFileSync(tmp, JSON.stringify({ version: 1, entries: this.cache.entries() }));
-      renameSync(tmp, this.file);
+      this.#journal ??= new CacheJournal(this.file);
+      this.#journal.save(this.cache.drain(), () => this.cache.entries(), this.cache.size);
     } catch (e) {
       this.#o.log(`cannot persist the DNS cache: ${(e as Error).message}`);
     }

@@ -6,6 +6,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { CacheJournal, readCacheFile } from '../../../proxy/dns/cache-file.ts';
 import { FqdnCache } from '../../../proxy/dns/fqdn-cache.ts';
 import { errorResponse, formatError, parseAnswer, parseQuery } from '../../../proxy/dns/message.ts';
 import { PendingQueries, TcpFramer, tcpFrame } from '../../../proxy/dns/upstream.ts';
@@ -136,6 +140,33 @@ describe('FQDN cache (§5.5)', () => {
   });
 });
 
+describe('the cache state file (journal)', () => {
+  test('appends what changed, replays to the same cache, compacts, skips a torn line', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mbr-cache-'));
+    try {
+      const file = path.join(dir, 'fqdn-cache.json');
+      const c = new FqdnCache({ minTtl: 0, maxIpsPerName: 10 });
+      const j = new CacheJournal(file);
+      const save = () => j.save(c.drain(), () => c.entries(), c.size);
+      c.learn('a.test.', ['192.0.2.1', '192.0.2.2'], 60, 0);
+      save(); // first save rewrites: header + 2
+      c.learn('a.test.', ['192.0.2.1'], 60, 500); // expiry moved by 0.5 s: not worth a line
+      c.learn('b.test.', ['192.0.2.3'], 60, 0);
+      c.remove('a.test.', '192.0.2.2');
+      c.learn('a.test.', ['192.0.2.1'], 120, 5000); // moved by 65 s
+      save();
+      assert.equal(readFileSync(file, 'utf8').trim().split('\n').length, 1 + 2 + 3);
+      appendFileSync(file, '["+","c.test.","192.0.2');
+      const back = readCacheFile(file).sort((x, y) => x.ip.localeCompare(y.ip));
+      assert.deepEqual(back, c.entries().sort((x, y) => x.ip.localeCompare(y.ip)));
+      assert.equal(back.find((e) => e.ip === '192.0.2.1')!.expiresAt, 125_000);
+      assert.deepEqual(readCacheFile(path.join(dir, 'missing')), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('upstream multiplexing', () => {
   test('each query gets a unique id on the wire; answers find their query; the caller buffer is untouched', async () => {
     const p = new PendingQueries(1000);
@@ -154,7 +185,9 @@ describe('upstream multiplexing', () => {
 
   test('no answer in time: null (the client gets SERVFAIL)', async () => {
     const p = new PendingQueries(20);
+    const keepAlive = setTimeout(() => {}, 5000); // the sweeper is unref'd (sockets keep a proxy alive)
     assert.equal(await p.add(query('slow.test'))!.answer, null);
+    clearTimeout(keepAlive);
     assert.equal(p.size, 0);
   });
 
