@@ -351,6 +351,18 @@ export function fqdnSelectorMatches(sel: DnsRuleSpec, name: string): boolean {
 }
 
 /**
+ * {@link fqdnSelectorMatches} compiled once for one selector, for callers matching many names
+ * against a fixed selector list (the engine and the DNS proxy, per learned name).
+ *
+ * @param sel the `toFQDNs` entry
+ * @returns a function telling whether the selector selects a name (any case, trailing dot optional)
+ */
+export function fqdnSelectorMatcher(sel: DnsRuleSpec): (name: string) => boolean {
+  const c = compileSelector(sel, true);
+  return (name) => selectorMatches(c, normalizeDnsName(name));
+}
+
+/**
  * Canonical text of a toFQDNs selector, used as its identity label: `matchName:<name>` or
  * `matchPattern:<pattern>`, lower-cased with a trailing dot (rule 1). Wildcard-only patterns
  * become `matchPattern:*`, and runs of `*` are collapsed (rules 2–4), so selectors that select

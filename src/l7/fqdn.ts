@@ -23,7 +23,7 @@
  */
 import { formatPrefix, parseIp, parsePrefix, prefixContainsIp, type Prefix } from '../labels/cidr.ts';
 import type { Label } from '../labels/labels.ts';
-import { fqdnSelectorKey, fqdnSelectorMatches, normalizeDnsName, type DnsRuleSpec } from './dns.ts';
+import { fqdnSelectorKey, fqdnSelectorMatcher, normalizeDnsName, type DnsRuleSpec } from './dns.ts';
 
 /** What the agent sends the proxy about FQDN identities (with the L7 policy snapshot). */
 export interface FqdnIdentityTable {
@@ -75,7 +75,7 @@ export function parseBases(cidrs: readonly string[]): Array<{ text: string; pref
  */
 export class FqdnResolver {
   readonly table: FqdnIdentityTable;
-  readonly #selectors: Array<{ spec: DnsRuleSpec; key: string }>;
+  readonly #selectors: Array<{ matches: (name: string) => boolean; key: string }>;
   readonly #bases: Array<{ text: string; prefix: Prefix }>;
   readonly #ids = new Map<string, number>();
   /** name → matching selector keys (names repeat: every answer for them) */
@@ -83,7 +83,7 @@ export class FqdnResolver {
 
   constructor(table: FqdnIdentityTable) {
     this.table = table;
-    this.#selectors = table.selectors.map((spec) => ({ spec, key: fqdnSelectorKey(spec) }));
+    this.#selectors = table.selectors.map((spec) => ({ matches: fqdnSelectorMatcher(spec), key: fqdnSelectorKey(spec) }));
     this.#bases = parseBases(table.cidrs);
     for (const i of table.identities) this.#ids.set(fqdnSetKey(i.selectors, i.base), i.id);
   }
@@ -93,7 +93,7 @@ export class FqdnResolver {
     const n = normalizeDnsName(name);
     let keys = this.#byName.get(n);
     if (!keys) {
-      keys = this.#selectors.filter((s) => fqdnSelectorMatches(s.spec, n)).map((s) => s.key);
+      keys = this.#selectors.filter((s) => s.matches(n)).map((s) => s.key);
       if (this.#byName.size > 65536) this.#byName.clear();
       this.#byName.set(n, keys);
     }

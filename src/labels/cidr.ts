@@ -41,9 +41,30 @@ function fromCidr(p: CidrPrefix): Prefix {
  * @returns the prefix, or null when the text is not one
  */
 export function parsePrefix(s: string): Prefix | null {
+  const v4 = parseHostV4(s);
+  if (v4 !== null) return { family: 4, addr: BigInt(v4), len: 32 };
   const text = !s.includes(':') && !s.includes('.') && s.includes('-') ? s.replace(/-/g, ':') : s;
   const p = parseCidr(text);
   return typeof p === 'string' ? null : fromCidr(p);
+}
+
+const V4_OCTET = /^(0|[1-9][0-9]{0,2})$/;
+
+/**
+ * The common case of parsePrefix without the general parser: a canonical dotted IPv4 address
+ * (learned DNS answers, endpoint addresses). @returns the address as a number, or null
+ */
+function parseHostV4(s: string): number | null {
+  const parts = s.split('.');
+  if (parts.length !== 4) return null;
+  let n = 0;
+  for (const part of parts) {
+    if (!V4_OCTET.test(part)) return null;
+    const v = Number(part);
+    if (v > 255) return null;
+    n = n * 256 + v;
+  }
+  return n;
 }
 
 /** Parses an address (no prefix length). */

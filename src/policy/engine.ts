@@ -20,7 +20,7 @@ import { ID_HOST, RESERVED_IDENTITIES } from '../identity/reserved.ts';
 import { formatPrefix, parseIp, parsePrefix } from '../labels/cidr.ts';
 import { LabelSet } from '../labels/labels.ts';
 import { selectorMatches } from '../labels/selector.ts';
-import { fqdnSelectorKey, fqdnSelectorMatches } from '../l7/dns.ts';
+import { fqdnSelectorKey, fqdnSelectorMatcher } from '../l7/dns.ts';
 import { fqdnBaseOf, fqdnIdentityLabels, fqdnSetKey, parseBases, type FqdnIdentityTable } from '../l7/fqdn.ts';
 import { EndpointMapBuilder, MapState, type NamedPortResolver } from './map-state.ts';
 import { Repository } from './repository.ts';
@@ -118,7 +118,7 @@ export class PolicyEngine {
   readonly #fqdnByIp = new Map<string, Set<string>>();
   /** FQDN identity per fqdnSetKey, selectors and bases as of the last sync (learnFqdnFast) */
   #fqdnIdBySet = new Map<string, number>();
-  #fqdnSelectorList: Array<{ matchName?: string; matchPattern?: string }> = [];
+  #fqdnSelectorList: Array<{ key: string; matches: (name: string) => boolean }> = [];
   #fqdnBases: ReturnType<typeof parseBases> = [];
   /** learned name → keys of the toFQDNs selectors matching it, for the selector list #fqdnKeysSig */
   readonly #fqdnKeysOf = new Map<string, string[]>();
@@ -267,7 +267,7 @@ export class PolicyEngine {
     }
     for (const [ip, names] of pending) {
       const prefix = hostPrefix(ip);
-      if (epSets.clusterIps.has(prefix) || !parsePrefix(ip)) continue; // §2.10
+      if (epSets.clusterIps.has(prefix) || !prefix.includes('/')) continue; // §2.10; not an address
       const keys = new Set<string>();
       for (const n of names) for (const k of this.#keysOf(n)) keys.add(k);
       if (keys.size === 0) continue;
@@ -290,7 +290,7 @@ export class PolicyEngine {
   #keysOf(name: string): string[] {
     let keys = this.#fqdnKeysOf.get(name);
     if (!keys) {
-      keys = this.#fqdnSelectorList.filter((sel) => fqdnSelectorMatches(sel, name)).map((sel) => fqdnSelectorKey(sel));
+      keys = this.#fqdnSelectorList.filter((sel) => sel.matches(name)).map((sel) => sel.key);
       this.#fqdnKeysOf.set(name, keys);
     }
     return keys;
@@ -552,8 +552,8 @@ export class PolicyEngine {
     if (this.#fqdnKeysSig !== selectorsSig) {
       this.#fqdnKeysSig = selectorsSig;
       this.#fqdnKeysOf.clear();
+      this.#fqdnSelectorList = fqdnSelectors.map((sel) => ({ key: fqdnSelectorKey(sel), matches: fqdnSelectorMatcher(sel) }));
     }
-    this.#fqdnSelectorList = fqdnSelectors;
     const keysOf = (name: string) => this.#keysOf(name);
     const ipKeys = new Map<string, Set<string>>();
     for (const [name, ips] of this.#fqdn) {
