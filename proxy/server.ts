@@ -22,6 +22,7 @@
  * - `<state-dir>/proxy.pid` names the running proxy; stop() removes it (when still ours).
  */
 import http from 'node:http';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import net from 'node:net';
 import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -95,6 +96,8 @@ export class ProxyServer {
   #listeners: net.Server[] = [];
   #control?: http.Server;
   #h2: Promise<ServeH2 | null> | null = null;
+  /** Event-loop delay (what every request waits behind), reported in status. */
+  readonly #loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
   /** Connections refused because proxyMaxConnections were open. */
   refused = 0;
 
@@ -148,6 +151,7 @@ export class ProxyServer {
 
   async #start(): Promise<void> {
     mkdirSync(this.#o.stateDir, { recursive: true });
+    this.#loopDelay.enable();
     const stored = this.#store.read();
     if (stored) {
       this.decider.update(stored.snapshot);
@@ -296,12 +300,14 @@ export class ProxyServer {
       refused: this.refused,
       agentSocket: this.reporter.agentSocket,
       flows: { sent: this.reporter.sent, dropped: this.reporter.dropped, pending: this.reporter.pending },
+      eventLoopDelayMs: { p50: this.#loopDelay.percentile(50) / 1e6, p99: this.#loopDelay.percentile(99) / 1e6, max: this.#loopDelay.max / 1e6 },
       dns: this.#dns ? { ...this.#dns.status(), cache: this.learner.cache.size, fqdn: this.learner.stats } : null,
     };
   }
 
   /** Stops listening, closes every connection and removes the pid file and control socket. */
   async stop(): Promise<void> {
+    this.#loopDelay.disable();
     for (const l of this.#listeners) l.close();
     for (const c of this.#conns) c.destroy();
     await this.#http1.close();

@@ -18,9 +18,11 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { L7PolicySnapshot } from '../../src/l7/policy.ts';
+import { readCacheFile } from '../dns/cache-file.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MEMBRANE_BIN = path.join(root, 'bin', 'membrane');
@@ -29,6 +31,8 @@ export const MEMBRANE_BIN = path.join(root, 'bin', 'membrane');
 export const PROXY_RULE = ['fwmark', '0x200/0xf00', 'lookup', '2004'] as const;
 export const PROXY_ROUTE = ['local', '0.0.0.0/0', 'dev', 'lo', 'table', '2004'] as const;
 export const ROUTING_FILE = 'proxy-routing.json';
+/** Scheduling priority of the proxy (nice value; the agent keeps the default 0). */
+export const PROXY_PRIORITY = -5;
 
 export interface ProxySupervisorOptions {
   stateDir: string;
@@ -134,6 +138,13 @@ export class ProxySupervisor {
       child.on('error', (e) => this.#o.log(`proxy: cannot start: ${e.message}`));
       child.unref();
       if (!child.pid) return null;
+      // The proxy holds pods' requests and DNS answers; the agent's bookkeeping can wait: when both
+      // want the same CPU, the proxy goes first (nice -5 relative to the default; needs root).
+      try {
+        os.setPriority(child.pid, PROXY_PRIORITY);
+      } catch (e) {
+        this.#o.log(`proxy: priority ${PROXY_PRIORITY} not set: ${(e as Error).message}`);
+      }
       // the proxy writes it too once it listens; written here so a quick agent restart does not start a second one
       writeFileSync(path.join(this.#o.stateDir, 'proxy.pid'), `${child.pid}\n`);
       this.#o.log(`proxy started (pid ${child.pid}, log ${path.join(this.#o.stateDir, 'proxy.log')})`);
@@ -175,19 +186,13 @@ export class ProxySupervisor {
       req.end();
     });
     if (live) return live;
-    try {
-      const doc = JSON.parse(readFileSync(path.join(this.#o.stateDir, 'fqdn-cache.json'), 'utf8')) as { entries?: Array<{ name: string; ip: string }> };
-      const byName = new Map<string, string[]>();
-      for (const e of doc.entries ?? []) {
-        if (typeof e?.name !== 'string' || typeof e.ip !== 'string') continue;
-        let l = byName.get(e.name);
-        if (!l) byName.set(e.name, (l = []));
-        l.push(e.ip);
-      }
-      return [...byName].map(([name, ips]) => ({ name, ips }));
-    } catch {
-      return [];
+    const byName = new Map<string, string[]>();
+    for (const e of readCacheFile(path.join(this.#o.stateDir, 'fqdn-cache.json'))) {
+      let l = byName.get(e.name);
+      if (!l) byName.set(e.name, (l = []));
+      l.push(e.ip);
     }
+    return [...byName].map(([name, ips]) => ({ name, ips }));
   }
 
   /** Stops retrying (the proxy keeps running). */

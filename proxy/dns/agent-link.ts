@@ -24,7 +24,7 @@ export interface FqdnUpdate {
 type Waiter = (t: FqdnIdentityTable | null) => void;
 
 /** Longest a non-urgent update waits to be sent. */
-export const LAZY_MS = 1000;
+export const LAZY_MS = 250;
 
 export class AgentFqdnLink {
   readonly #socket: () => string;

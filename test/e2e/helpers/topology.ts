@@ -235,7 +235,9 @@ export class NodeTopology {
    * killed by cleanup unless stopped earlier.
    */
   spawnMembrane(args: readonly string[], opts: NsCommandOptions = {}): NsProcess {
-    return this.spawn(process.execPath, [MEMBRANE_BIN, ...args], { cwd: REPO_ROOT, ...opts });
+    // MEMBRANE_TEST_NODE_ARGS: extra Node.js flags (e.g. `--cpu-prof`), for profiling under tests and benchmarks
+    const nodeArgs = (process.env.MEMBRANE_TEST_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    return this.spawn(process.execPath, [...nodeArgs, MEMBRANE_BIN, ...args], { cwd: REPO_ROOT, ...opts });
   }
 
   /**
