@@ -39,6 +39,7 @@ import { hostIfname } from '../src/endpoint/plumbing.ts';
 import { createNode, inNs, nsArgv, privilegeProblem, runCmd, spawnInNs, tcpRequest, which, type NodeTopology, type NsProcess } from '../test/e2e/helpers/index.ts';
 import { trackProcess, untrackProcess } from '../test/e2e/helpers/registry.ts';
 import type { CtlSpec } from './lib/datapath-ctl.ts';
+import { median, ratioStats, round2, round3 } from './lib/stats.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const RR_SRC = path.join(ROOT, 'bench', 'tools', 'rr.c');
@@ -108,14 +109,7 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
-const round2 = (x: number) => Math.round(x * 100) / 100;
-const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
 /** Removes the pin root (files `mbr_*` then the directory), synchronously: also used from the exit hook. */
 function removePinsSync(): void {
@@ -275,10 +269,6 @@ async function rr(node: NodeTopology, o: Options, n: number, warmup: number): Pr
   return JSON.parse(r.stdout.trim()) as RrResult;
 }
 
-function ratioStats(num: readonly number[], den: readonly number[]): { ratio: number; min: number; max: number; perRound: number[] } {
-  const perRound = num.map((x, i) => x / den[i]!);
-  return { ratio: median(num) / median(den), min: Math.min(...perRound), max: Math.max(...perRound), perRound };
-}
 
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));

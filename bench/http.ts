@@ -49,6 +49,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createNode, inNs, privilegeProblem, runCmd, spawnInNs, which, type NodeTopology, type NsProcess } from '../test/e2e/helpers/index.ts';
 import { startAgent, type AgentHandle } from '../test/e2e/helpers/agent.ts';
+import { cpuSeconds, median, percentile, pin, ratioStats, round2, round3, sleep } from './lib/stats.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const GRPC_PEER = path.join(ROOT, 'bench', 'lib', 'grpc-peer.mjs');
@@ -127,25 +128,9 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
-const round2 = (x: number) => Math.round(x * 100) / 100;
-const round3 = (x: number) => Math.round(x * 1000) / 1000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function ratioStats(num: readonly number[], den: readonly number[]): { ratio: number; min: number; max: number; perRound: number[] } {
-  const perRound = num.map((x, i) => x / den[i]!);
-  return { ratio: median(num) / median(den), min: Math.min(...perRound), max: Math.max(...perRound), perRound };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Rules and configurations
@@ -478,21 +463,7 @@ async function waitProxy(stateDir: string, timeoutMs = 20_000): Promise<number> 
   throw new Error(`proxy not serving a policy after ${timeoutMs} ms: ${JSON.stringify(last)}\nproxy.log:\n${plog}`);
 }
 
-async function pin(pid: number, cpu: number, what: string): Promise<void> {
-  const r = await runCmd('taskset', ['-a', '-p', '-c', String(cpu), String(pid)]);
-  if (r.code !== 0) throw new Error(`taskset -a -p -c ${cpu} ${pid} (${what}): ${r.stderr.trim()}`);
-}
 
-/** utime + stime of a process (all threads), seconds. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
 
 async function startNginx(node: NodeTopology, pod: string, dir: string, conf: string, cpu: number, probe: { host: string; port: number }): Promise<NsProcess> {
   mkdirSync(path.join(dir, 'tmp'), { recursive: true });

@@ -16,6 +16,7 @@ const benches = [
   { name: 'datapath-prog', file: 'datapath-prog.ts', root: true },
   { name: 'datapath', file: 'datapath.ts', root: true },
   { name: 'http', file: 'http.ts', root: true },
+  { name: 'dns', file: 'dns.ts', root: true },
 ];
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 let failed = 0;
