@@ -31,7 +31,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Settings } from '../../src/config.ts';
 import { ProxyOrigMap } from '../../src/datapath/proxy-orig-map.ts';
-import { transparentListenFd, transparentReplyFd } from '../../src/datapath/sockets.ts';
+import { setReceiveBuffer, transparentListenFd, transparentReplyFd } from '../../src/datapath/sockets.ts';
 import { normalizeDnsName } from '../../src/l7/dns.ts';
 import type { IpcacheIdentities } from '../core/identities.ts';
 import type { ConnContext, ProtocolDeps, RequestDecision } from '../core/types.ts';
@@ -46,6 +46,8 @@ export const PROXY_DNS_PORT = 15053;
  * forgotten at every policy update). Queries go to a handful of servers.
  */
 const IDENTITY_TTL_MS = 1000;
+/** Receive buffer of the UDP listener: bursts of queries wait here, not dropped (8 MiB). */
+const LISTENER_RCVBUF = 8 << 20;
 /** Bounds of the per-policy caches (cleared when reached). */
 const MAX_CACHED = 16384;
 
@@ -110,11 +112,13 @@ export class DnsProxy {
   async #listen(): Promise<void> {
     const host = this.#o.host ?? '127.0.0.1';
     const port = this.#o.port ?? PROXY_DNS_PORT;
-    const udp = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
+    const udp = dgram.createSocket({ type: 'udp4' });
     this.#udp = udp;
+    const fd = transparentListenFd(host, port, { type: 'udp' });
+    setReceiveBuffer(fd, LISTENER_RCVBUF);
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
-      udp.bind({ fd: transparentListenFd(host, port, { type: 'udp' }) }, () => {
+      udp.bind({ fd }, () => {
         udp.off('error', reject);
         resolve();
       });

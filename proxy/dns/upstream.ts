@@ -20,7 +20,7 @@ import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { proxyMark } from '../../src/datapath/layout.ts';
-import { markedDgramFd } from '../../src/datapath/sockets.ts';
+import { markedDgramFd, setReceiveBuffer } from '../../src/datapath/sockets.ts';
 import { messageId, setId } from './message.ts';
 
 interface Pending {
@@ -105,8 +105,9 @@ class UdpUpstream {
 
   constructor(identity: number, ip: string, port: number, timeoutMs: number, onDead: () => void) {
     this.pending = new PendingQueries(timeoutMs);
-    this.socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
+    this.socket = dgram.createSocket({ type: 'udp4' });
     const fd = markedDgramFd(proxyMark(identity));
+    setReceiveBuffer(fd, 4 << 20);
     this.#ready = new Promise<void>((resolve, reject) => {
       this.socket.once('error', reject);
       this.socket.bind({ fd }, () => {

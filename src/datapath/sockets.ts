@@ -28,6 +28,8 @@ const SOCK_CLOEXEC = 0x80000;
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_MARK = 36;
+const SO_RCVBUF = 8;
+const SO_RCVBUFFORCE = 33;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
 
@@ -46,6 +48,19 @@ function setInt(fd: number, level: number, name: number, value: number, step: st
  */
 export function setTransparent(fd: number): void {
   setInt(fd, SOL_IP, IP_TRANSPARENT, 1, 'setsockopt IP_TRANSPARENT');
+}
+
+/**
+ * Sets a socket's receive buffer beyond net.core.rmem_max (SO_RCVBUFFORCE, needs CAP_NET_ADMIN),
+ * falling back to SO_RCVBUF (capped by rmem_max) without the privilege. A UDP listener that
+ * falls behind for a moment drops datagrams once its buffer is full.
+ */
+export function setReceiveBuffer(fd: number, bytes: number): void {
+  try {
+    setInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes, 'setsockopt SO_RCVBUFFORCE');
+  } catch {
+    setInt(fd, SOL_SOCKET, SO_RCVBUF, bytes, 'setsockopt SO_RCVBUF');
+  }
 }
 
 /** Sets SO_MARK on a socket (e.g. `proxyMark(identity)`). @throws SocketError (needs CAP_NET_ADMIN) */
