@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * The DNS proxy and FQDN egress policy through the real redirect (issue 5; reference §5;
- * DESIGN §4), with real peers: dnsmasq in a `kube-system/dns` pod, dig and small Node clients
+ * DESIGN §4), with real peers: dnsmasq in a `kube-system/dns` pod, unbound in front of nsd in a
+ * `kube-system/resolver` pod (CNAME chains across zones), dig and small Node clients
  * in a `prod/client` pod, and "world" servers on 93.184.0.0/16, made local to the node
  * namespace (`ip route add local … dev lo`: no route leaves the test's namespaces).
  *
@@ -16,11 +17,13 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { IpcacheMap } from '../../src/datapath/ipcache-map.ts';
-import { createNode, dig, inNs, privilegedSkip, REPO_ROOT, requirePrivileges, spawnInNs, startDnsmasq, startServer, tcpRequest, type DnsServer, type NodeTopology } from './helpers/index.ts';
+import { createNode, dig, inNs, privilegedSkip, REPO_ROOT, requirePrivileges, spawnInNs, startDnsmasq, startServer, startUnbound, tcpRequest, type DnsServer, type NodeTopology } from './helpers/index.ts';
 import { startAgent, type AgentHandle } from './helpers/agent.ts';
 
 const CLIENT = 'prod/client';
 const DNS_IP = '10.200.7.53';
+/** unbound in front of nsd: CNAME chains across zones with their own TTLs. */
+const RESOLVER_IP = '10.200.7.54';
 const POLICY_REF = 'CiliumNetworkPolicy/prod/client-fqdn';
 
 const POLICY = `apiVersion: cilium.io/v2
@@ -45,6 +48,7 @@ spec:
             dns:
               - matchPattern: "*.example.com"
               - matchPattern: "*.cdn.example.com"
+              - matchPattern: "**.chain.example.com"
     - toFQDNs:
         - matchName: api.example.com
         - matchPattern: "*.cdn.example.com"
@@ -52,6 +56,7 @@ spec:
         - matchName: idle.example.com
         - matchName: alias.example.com
         - matchName: restart.example.com
+        - matchName: www.chain.example.com
       toPorts:
         - ports:
             - port: "8080"
@@ -140,6 +145,7 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
   let node: NodeTopology;
   let agent: AgentHandle;
   let dns: DnsServer;
+  let resolver: DnsServer;
   let client: string;
 
   const ipcacheOf = (ip: string): number | undefined => {
@@ -160,6 +166,7 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
         { name: 'client', namespace: 'prod', labels: { app: 'client' }, ips: ['10.200.7.10'] },
         { name: 'auditor', namespace: 'prod', labels: { app: 'client' }, ips: ['10.200.7.11'], audit: true },
         { name: 'dns', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, ips: [DNS_IP] },
+        { name: 'resolver', namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, ips: [RESOLVER_IP] },
       ],
       { namespaces: [{ name: 'prod' }, { name: 'kube-system' }] },
     );
@@ -180,6 +187,21 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
     ];
     for (let i = 0; i < 1001; i++) records.push({ name: `n${i}.cdn.example.com`, a: [cdnIp(i)], ttl: 300 });
     dns = await startDnsmasq(node.pod('kube-system/dns'), { listen: DNS_IP, records, ttl: 60 });
+    resolver = await startUnbound(node.pod('kube-system/resolver'), {
+      listen: RESOLVER_IP,
+      authListen: '127.0.0.1',
+      zones: [
+        { name: 'chain.example.com', records: [{ name: 'www', type: 'CNAME', data: 'www.b.test', ttl: 120 }] },
+        { name: 'b.test', records: [{ name: 'www', type: 'CNAME', data: 'edge.c.test', ttl: 60 }] },
+        {
+          name: 'c.test',
+          records: [
+            { name: 'edge', type: 'A', data: '93.184.5.5', ttl: 45 },
+            { name: 'edge', type: 'A', data: '93.184.5.6', ttl: 45 },
+          ],
+        },
+      ],
+    });
     const policyDir = path.join(node.dir, 'policies');
     mkdirSync(policyDir);
     writeFileSync(path.join(policyDir, 'client-fqdn.yaml'), POLICY);
@@ -194,6 +216,7 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
 
   after(async () => {
     await dns?.stop();
+    await resolver?.stop();
     await node?.cleanup();
   });
 
@@ -232,6 +255,23 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
     assert.equal(r.rcode, 'NOERROR', r.raw);
     assert.ok(r.answers.some((a) => a.type === 'CNAME'), r.raw);
     assert.equal((await tcpRequest(client, '93.184.3.3', 8080)).result, 'ok');
+  });
+
+  test('a CNAME chain across zones (unbound + nsd): every address learned, TTL the chain minimum', async () => {
+    const r = await dig(client, RESOLVER_IP, 'www.chain.example.com');
+    assert.equal(r.rcode, 'NOERROR', r.raw);
+    assert.deepEqual(
+      r.answers.map((a) => a.type),
+      ['CNAME', 'CNAME', 'A', 'A'],
+    );
+    assert.equal((await tcpRequest(client, '93.184.5.5', 8080)).result, 'ok');
+    assert.equal((await tcpRequest(client, '93.184.5.6', 8080)).result, 'ok');
+    const flow = await waitFor('the chain flow', async () =>
+      (await agent.flows(['--last', '5000'])).find((x) => (x.l7 as Record<string, unknown> | null)?.query === 'www.chain.example.com.'),
+    );
+    const l7 = flow.l7 as { ips: string[]; ttl: number };
+    assert.deepEqual([...l7.ips].sort(), ['93.184.5.5', '93.184.5.6']);
+    assert.ok(l7.ttl <= 45 && l7.ttl >= 40, `min TTL of the chain, got ${l7.ttl}`);
   });
 
   test('1,000 lookups each followed at once by a connect to the new IP: 0 failures', async () => {
