@@ -118,16 +118,6 @@ export function flowRecordJson(ctx: ConnContext, src: Endpoint, dst: Endpoint, i
   return `{"time":"${new Date(now).toISOString()}","verdict":"${verdict}","dropReason":${dropReason},${peers.json},"protocol":"${ctx.proto === 17 ? 'UDP' : 'TCP'}",${sides.json},"l7":${l7}}`;
 }
 
-/** One reported request, serialised when its batch is sent. */
-interface Pending {
-  ctx: ConnContext;
-  src: Endpoint;
-  dst: Endpoint;
-  info: L7FlowInfo;
-  decision: RequestDecision;
-  latencyMs: number;
-  now: number;
-}
 
 export interface AgentFlowReporterOptions {
   /** The agent's API socket (may change when the agent says so). */
@@ -151,7 +141,12 @@ export class AgentFlowReporter implements FlowReporter {
   readonly #max: number;
   readonly #batch: number;
   readonly #flushMs: number;
-  #queue: Pending[] = [];
+  /**
+   * Records as JSON lines, written when reported: one record's cost at a time, not a whole
+   * batch's in one go when it is sent (that stalled the event loop for milliseconds, and kept
+   * every request's objects alive until then).
+   */
+  #queue: string[] = [];
   #inFlight = false;
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
@@ -167,7 +162,7 @@ export class AgentFlowReporter implements FlowReporter {
   }
 
   report(ctx: ConnContext, info: L7FlowInfo, decision: RequestDecision, latencyMs: number): void {
-    this.#queue.push({ ctx, src: this.#eps.endpointOf(ctx.client.ip), dst: this.#eps.endpointOf(ctx.server.ip), info, decision, latencyMs, now: Date.now() });
+    this.#queue.push(flowRecordJson(ctx, this.#eps.endpointOf(ctx.client.ip), this.#eps.endpointOf(ctx.server.ip), info, decision, latencyMs, Date.now()) + '\n');
     if (this.#queue.length > this.#max) {
       const over = this.#queue.length - this.#max;
       this.#queue.splice(0, over);
@@ -192,8 +187,7 @@ export class AgentFlowReporter implements FlowReporter {
   #flush(): void {
     if (this.#inFlight || this.#queue.length === 0) return;
     const batch = this.#queue.slice(0, this.#batch);
-    let body = '';
-    for (const p of batch) body += flowRecordJson(p.ctx, p.src, p.dst, p.info, p.decision, p.latencyMs, p.now) + '\n';
+    const body = batch.join('');
     this.#inFlight = true;
     const done = (ok: boolean) => {
       this.#inFlight = false;
