@@ -301,7 +301,14 @@ export class ProxyServer {
       agentSocket: this.reporter.agentSocket,
       flows: { sent: this.reporter.sent, dropped: this.reporter.dropped, pending: this.reporter.pending },
       eventLoopDelayMs: { p50: this.#loopDelay.percentile(50) / 1e6, p99: this.#loopDelay.percentile(99) / 1e6, max: this.#loopDelay.max / 1e6 },
-      dns: this.#dns ? { ...this.#dns.status(), cache: this.learner.cache.size, fqdn: this.learner.stats } : null,
+      dns: this.#dns
+        ? {
+            ...this.#dns.status(),
+            cache: this.learner.cache.size,
+            fqdn: this.learner.stats,
+            agent: { sent: this.#fqdnLink.sent, failed: this.#fqdnLink.failed, backlog: this.#fqdnLink.backlog, droppedNames: this.#fqdnLink.droppedNames },
+          }
+        : null,
     };
   }
 

@@ -11,7 +11,9 @@
  * at once; others within LAZY_MS, so a burst of answers for names whose identities exist costs
  * the agent one request per interval instead of one per answer. `send` resolves with the
  * agent's answer (its FQDN identity table after applying) or null when the agent cannot be
- * reached (it reads the whole cache from the proxy when it starts, so nothing is replayed).
+ * reached. Updates the agent did not take are kept, in order, and sent again every RETRY_MS until
+ * it answers (bounded by MAX_BACKLOG names): the agent reads the whole cache when it starts, but
+ * what is learned meanwhile, or while it reconciles, must still reach it.
  */
 import http from 'node:http';
 import type { FqdnIdentityTable } from '../../src/l7/fqdn.ts';
@@ -25,11 +27,20 @@ type Waiter = (t: FqdnIdentityTable | null) => void;
 
 /** Longest a non-urgent update waits to be sent. */
 export const LAZY_MS = 250;
+const RETRY_MS = 500;
+/** Names kept for an unreachable agent; beyond, the oldest batches are dropped (counted). */
+const MAX_BACKLOG = 200_000;
 
 export class AgentFqdnLink {
   readonly #socket: () => string;
   readonly #timeoutMs: number;
   #next: FqdnUpdate = { learn: [], forget: [] };
+  /** Batches the agent did not take, oldest first. */
+  #backlog: FqdnUpdate[] = [];
+  #backlogNames = 0;
+  #retry?: NodeJS.Timeout;
+  /** Names dropped from the backlog (the agent was away too long). */
+  droppedNames = 0;
   #waiters: Waiter[] = [];
   #busy = false;
   #scheduled = false;
@@ -77,23 +88,71 @@ export class AgentFqdnLink {
   }
 
   async #flush(): Promise<void> {
-    if (this.#busy || (this.#next.learn.length === 0 && this.#next.forget.length === 0)) return;
-    const body = JSON.stringify(this.#next);
+    if (this.#busy) return;
+    this.#busy = true;
+    // first what the agent did not take before, in order
+    while (this.#backlog.length) {
+      const u = this.#backlog[0]!;
+      try {
+        await this.#post(JSON.stringify(u));
+        this.#backlog.shift();
+        this.#backlogNames -= u.learn.length + u.forget.length;
+        this.sent++;
+      } catch {
+        this.failed++;
+        this.#busy = false;
+        for (const w of this.#waiters.splice(0)) w(null);
+        this.#retryLater();
+        return;
+      }
+    }
+    if (this.#next.learn.length === 0 && this.#next.forget.length === 0) {
+      this.#busy = false;
+      return;
+    }
+    const update = this.#next;
     const waiters = this.#waiters;
     this.#urgent = false;
     this.#next = { learn: [], forget: [] };
     this.#waiters = [];
-    this.#busy = true;
     let table: FqdnIdentityTable | null = null;
     try {
-      table = await this.#post(body);
+      table = await this.#post(JSON.stringify(update));
       this.sent++;
     } catch {
       this.failed++;
+      this.#keep(update);
     }
     this.#busy = false;
     for (const w of waiters) w(table);
     if (this.#next.learn.length || this.#next.forget.length) this.#schedule();
+  }
+
+  /** Keeps an update the agent did not take, and tries again later. */
+  #keep(u: FqdnUpdate): void {
+    this.#backlog.push(u);
+    this.#backlogNames += u.learn.length + u.forget.length;
+    while (this.#backlogNames > MAX_BACKLOG && this.#backlog.length > 1) {
+      const old = this.#backlog.shift()!;
+      const n = old.learn.length + old.forget.length;
+      this.#backlogNames -= n;
+      this.droppedNames += n;
+    }
+    this.#retryLater();
+  }
+
+  #retryLater(): void {
+    if (this.#retry || this.#closed) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.#urgent = true;
+      this.#schedule();
+    }, RETRY_MS).unref();
+  }
+
+  /** Updates waiting for the agent. */
+  get backlog(): number {
+    return this.#backlogNames;
   }
 
   #post(body: string): Promise<FqdnIdentityTable | null> {
@@ -120,6 +179,7 @@ export class AgentFqdnLink {
   close(): void {
     this.#closed = true;
     if (this.#lazy) clearTimeout(this.#lazy);
+    if (this.#retry) clearTimeout(this.#retry);
     for (const w of this.#waiters) w(null);
     this.#waiters = [];
   }

@@ -9,6 +9,8 @@ import dnsPacket from 'dns-packet';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import http from 'node:http';
+import { AgentFqdnLink } from '../../../proxy/dns/agent-link.ts';
 import { CacheJournal, readCacheFile } from '../../../proxy/dns/cache-file.ts';
 import { FqdnCache } from '../../../proxy/dns/fqdn-cache.ts';
 import { errorResponse, formatError, parseAnswer, parseQuery } from '../../../proxy/dns/message.ts';
@@ -200,5 +202,45 @@ describe('upstream multiplexing', () => {
     for (let i = 0; i < wire.length; i += 5) out.push(...f.push(wire.subarray(i, i + 5)));
     assert.deepEqual(out, [m1, m2]);
     assert.equal(f.buffered, 0);
+  });
+});
+
+describe('telling the agent (proxy/dns/agent-link.ts)', () => {
+  test('updates the agent did not take are sent again, in order, once it answers', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mbr-link-'));
+    const sock = path.join(dir, 'agent.sock');
+    const got: unknown[] = [];
+    let up = false;
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        if (!up) {
+          res.writeHead(503).end();
+          return;
+        }
+        got.push(JSON.parse(body));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ fqdn: { selectors: [], cidrs: [], identities: [] } }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(sock, r));
+    const link = new AgentFqdnLink(() => sock, 1000);
+    try {
+      assert.equal(await link.send({ learn: [{ name: 'a.test.', ips: ['192.0.2.1'] }], forget: [] }, true), null, 'agent away: no table');
+      assert.equal(await link.send({ learn: [], forget: [{ name: 'a.test.', ips: ['192.0.2.1'] }] }, true), null);
+      up = true;
+      const deadline = Date.now() + 5000;
+      while (got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(got, [
+        { learn: [{ name: 'a.test.', ips: ['192.0.2.1'] }], forget: [] },
+        { learn: [], forget: [{ name: 'a.test.', ips: ['192.0.2.1'] }] },
+      ]);
+      assert.equal(link.backlog, 0);
+      assert.deepEqual(await link.send({ learn: [{ name: 'b.test.', ips: ['192.0.2.2'] }], forget: [] }, true), { selectors: [], cidrs: [], identities: [] });
+    } finally {
+      link.close();
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
