@@ -86,6 +86,11 @@ export class FqdnCache {
     return added;
   }
 
+  /** Every cached IP. */
+  ips(): string[] {
+    return [...this.#byIp.keys()];
+  }
+
   /** Names an IP is cached for. */
   namesOf(ip: string): string[] {
     return [...(this.#byIp.get(ip) ?? [])];

@@ -37,6 +37,9 @@ import { FqdnCache } from './fqdn-cache.ts';
  */
 const PERSIST_MS = 1000;
 
+/** IPs realigned per event-loop turn after a policy change. */
+const REALIGN_CHUNK = 1000;
+
 /** Identities below this are cluster or reserved ones (reference §2.9): never replaced. */
 const LOCAL_SCOPE = 0x01000000;
 const IDENTITY_WORLD = 2;
@@ -92,9 +95,36 @@ export class FqdnLearner {
   /** Takes the FQDN identity table of a new policy snapshot. */
   setTable(t: FqdnIdentityTable | undefined): void {
     if (!t) return;
+    const prev = this.#resolver?.table;
+    const prevIds = this.#fqdnIds;
     this.#resolver = new FqdnResolver(t);
     this.#fqdnIds = new Set(t.identities.map((i) => i.id));
     this.#written.clear(); // the next answer for each IP writes what this table says
+    // New selectors or CIDR bases change which identity cached IPs have. The agent rewrites the
+    // entries it knows of; the ones written here that it has not been told of yet are brought
+    // in line here, so none keeps an identity the policy no longer has.
+    if (prev && (JSON.stringify(prev.selectors) !== JSON.stringify(t.selectors) || JSON.stringify(prev.cidrs) !== JSON.stringify(t.cidrs))) {
+      this.#realign(this.cache.ips(), new Set([...prevIds, ...this.#fqdnIds]));
+    }
+  }
+
+  /** Rewrites (or removes) the entries of cached IPs, REALIGN_CHUNK at a time between turns. */
+  #realign(ips: string[], fqdnIds: Set<number>): void {
+    const chunk = ips.splice(0, REALIGN_CHUNK);
+    for (const ip of chunk) {
+      if (!isIPv4(ip)) continue;
+      if (this.#writeIp(ip) !== 'none') continue;
+      // no selector matches its names any more: an FQDN identity's entry goes
+      const map = this.#o.identities.map();
+      const key = { addr: ip, prefixLen: 32 };
+      try {
+        const cur = map?.get(key);
+        if (cur && fqdnIds.has(cur.identity)) map!.delete(key);
+      } catch (e) {
+        this.#o.log(`ipcache ${ip}: ${(e as Error).message}`);
+      }
+    }
+    if (ips.length) setImmediate(() => this.#realign(ips, fqdnIds));
   }
 
   /**

@@ -369,4 +369,15 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
     assert.equal((await tcpRequest(client, '93.184.4.4', 8080)).result, 'ok');
     assert.equal((await dig(client, DNS_IP, 'api.example.com')).rcode, 'NOERROR');
   });
+
+  test('a toFQDNs selector removed from policy: its learned IPs lose their entries and are dropped', async () => {
+    assert.equal((await dig(client, DNS_IP, 'api.example.com')).rcode, 'NOERROR');
+    assert.ok(ipcacheOf('93.184.1.1'));
+    const before = (await agent.status()).json!.policyRevision;
+    writeFileSync(path.join(node.dir, 'policies', 'client-fqdn.yaml'), POLICY.replace('        - matchName: api.example.com\n', ''));
+    await agent.waitStatus((st) => st.policyRevision > before, 'the edited policy');
+    await waitFor('the entry to go', async () => !ipcacheOf('93.184.1.1'), 10_000);
+    assert.equal((await tcpRequest(client, '93.184.1.1', 8080)).result, 'timeout');
+    assert.equal((await tcpRequest(client, '93.184.4.4', 8080)).result, 'ok', 'other learned names unaffected');
+  });
 });
