@@ -25,6 +25,26 @@ export interface FqdnUpdate {
 
 type Waiter = (t: FqdnIdentityTable | null) => void;
 
+/** The agent answered 4xx: sending the same update again cannot succeed. */
+class RefusedError extends Error {
+  constructor(status: number) {
+    super(`agent refused the update (${status})`);
+  }
+}
+
+/** Pending pair operations as an update (names grouped). */
+function toUpdate(ops: Iterable<{ name: string; ip: string; learn: boolean }>): FqdnUpdate {
+  const learn = new Map<string, string[]>();
+  const forget = new Map<string, string[]>();
+  for (const o of ops) {
+    const m = o.learn ? learn : forget;
+    let l = m.get(o.name);
+    if (!l) m.set(o.name, (l = []));
+    l.push(o.ip);
+  }
+  return { learn: [...learn].map(([name, ips]) => ({ name, ips })), forget: [...forget].map(([name, ips]) => ({ name, ips })) };
+}
+
 /** Longest a non-urgent update waits to be sent. */
 export const LAZY_MS = 250;
 const RETRY_MS = 500;
@@ -34,7 +54,9 @@ const MAX_BACKLOG = 200_000;
 export class AgentFqdnLink {
   readonly #socket: () => string;
   readonly #timeoutMs: number;
-  #next: FqdnUpdate = { learn: [], forget: [] };
+  /** Pending changes by `name|ip`: the latest operation on a pair wins (a forget then a learn of
+   * the same pair within one batch must not reach the agent as learn-then-forget). */
+  #next = new Map<string, { name: string; ip: string; learn: boolean }>();
   /** Batches the agent did not take, oldest first. */
   #backlog: FqdnUpdate[] = [];
   #backlogNames = 0;
@@ -58,8 +80,12 @@ export class AgentFqdnLink {
   /** @param urgent send now (someone waits for the answer), else within LAZY_MS */
   send(update: FqdnUpdate, urgent = false): Promise<FqdnIdentityTable | null> {
     if (this.#closed) return Promise.resolve(null);
-    this.#next.learn.push(...update.learn);
-    this.#next.forget.push(...update.forget);
+    for (const [list, learn] of [
+      [update.forget, false],
+      [update.learn, true],
+    ] as const) {
+      for (const { name, ips } of list) for (const ip of ips) this.#next.set(`${name}|${ip}`, { name, ip, learn });
+    }
     const p = new Promise<FqdnIdentityTable | null>((resolve) => this.#waiters.push(resolve));
     if (urgent) this.#urgent = true;
     this.#schedule();
@@ -98,7 +124,14 @@ export class AgentFqdnLink {
         this.#backlog.shift();
         this.#backlogNames -= u.learn.length + u.forget.length;
         this.sent++;
-      } catch {
+      } catch (e) {
+        if (e instanceof RefusedError) {
+          // the agent will never take it: drop it rather than block everything behind it
+          this.#backlog.shift();
+          this.#backlogNames -= u.learn.length + u.forget.length;
+          this.droppedNames += u.learn.length + u.forget.length;
+          continue;
+        }
         this.failed++;
         this.#busy = false;
         for (const w of this.#waiters.splice(0)) w(null);
@@ -106,26 +139,27 @@ export class AgentFqdnLink {
         return;
       }
     }
-    if (this.#next.learn.length === 0 && this.#next.forget.length === 0) {
+    if (this.#next.size === 0) {
       this.#busy = false;
       return;
     }
-    const update = this.#next;
+    const update = toUpdate(this.#next.values());
     const waiters = this.#waiters;
     this.#urgent = false;
-    this.#next = { learn: [], forget: [] };
+    this.#next = new Map();
     this.#waiters = [];
     let table: FqdnIdentityTable | null = null;
     try {
       table = await this.#post(JSON.stringify(update));
       this.sent++;
-    } catch {
+    } catch (e) {
       this.failed++;
-      this.#keep(update);
+      if (e instanceof RefusedError) this.droppedNames += update.learn.length + update.forget.length;
+      else this.#keep(update);
     }
     this.#busy = false;
     for (const w of waiters) w(table);
-    if (this.#next.learn.length || this.#next.forget.length) this.#schedule();
+    if (this.#next.size) this.#schedule();
   }
 
   /** Keeps an update the agent did not take, and tries again later. */
@@ -161,7 +195,7 @@ export class AgentFqdnLink {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          if (res.statusCode !== 200) return reject(new Error(`agent answered ${res.statusCode}`));
+          if (res.statusCode !== 200) return reject(res.statusCode && res.statusCode < 500 ? new RefusedError(res.statusCode) : new Error(`agent answered ${res.statusCode}`));
           try {
             resolve((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { fqdn?: FqdnIdentityTable }).fqdn ?? null);
           } catch (e) {

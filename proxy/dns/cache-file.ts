@@ -62,8 +62,9 @@ export class CacheJournal {
       this.rewrite(all());
       return;
     }
-    const out = changes.upserts.map(upsertLine);
-    for (const r of changes.removes) out.push(JSON.stringify(['-', r.name, r.ip]));
+    // removals first: a pair removed and learned again since the last save must replay as present
+    const out = changes.removes.map((r) => JSON.stringify(['-', r.name, r.ip]));
+    for (const e of changes.upserts) out.push(upsertLine(e));
     appendFileSync(this.file, out.join('\n') + '\n');
     this.#lines += n;
   }

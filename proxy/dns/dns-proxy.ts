@@ -48,6 +48,10 @@ export const PROXY_DNS_PORT = 15053;
 const IDENTITY_TTL_MS = 1000;
 /** Receive buffer of the UDP listener: bursts of queries wait here, not dropped (8 MiB). */
 const LISTENER_RCVBUF = 8 << 20;
+/** Reply sockets kept (one per server address:port; the least recently made is closed beyond). */
+const MAX_REPLY_SOCKETS = 256;
+/** A TCP client's unread answers beyond which it is not read from until it drains. */
+const TCP_WRITE_HIGH_WATER = 1 << 20;
 /** Bounds of the per-policy caches (cleared when reached). */
 const MAX_CACHED = 16384;
 
@@ -188,9 +192,12 @@ export class DnsProxy {
     };
     const reply: Reply = (resp) => this.#replySocket(orig.ip, orig.port)?.send(resp, rinfo.port, rinfo.address);
     const forward: Forward = (q) => this.#udpUpstreams.query(ctx.client.identity, orig.ip, orig.port, q);
-    void this.handle(msg, ctx, forward).then((resp) => {
-      if (resp) reply(resp);
-    });
+    this.handle(msg, ctx, forward).then(
+      (resp) => {
+        if (resp) reply(resp);
+      },
+      (e: Error) => this.#o.log(`DNS query from ${rinfo.address}: ${e.message}`),
+    );
   }
 
   /** The transparent socket that answers as `ip:port` (made once per server). */
@@ -198,6 +205,11 @@ export class DnsProxy {
     const key = `${ip}:${port}`;
     let s = this.#replySockets.get(key);
     if (s) return s;
+    if (this.#replySockets.size >= MAX_REPLY_SOCKETS) {
+      const [oldKey, old] = this.#replySockets.entries().next().value as [string, dgram.Socket];
+      this.#replySockets.delete(oldKey);
+      old.close();
+    }
     try {
       const fd = transparentReplyFd(ip, port);
       s = dgram.createSocket({ type: 'udp4' });
@@ -244,10 +256,23 @@ export class DnsProxy {
     const framer = new TcpFramer();
     sock.setTimeout(this.#o.settings.proxyIdleTimeoutMs, () => sock.destroy());
     sock.on('data', (chunk: Buffer) => {
+      if (framer.buffered + chunk.length > 2 * 65537) {
+        sock.destroy(); // more than one whole message pending: not DNS
+        return;
+      }
       for (const m of framer.push(chunk)) {
-        void this.handle(m, ctx, forward).then((resp) => {
-          if (resp && !sock.destroyed) sock.write(tcpFrame(resp));
-        });
+        this.handle(m, ctx, forward).then(
+          (resp) => {
+            if (!resp || sock.destroyed) return;
+            sock.write(tcpFrame(resp));
+            // a client that sends and does not read: stop reading it until it catches up
+            if (sock.writableLength > TCP_WRITE_HIGH_WATER && !sock.isPaused()) {
+              sock.pause();
+              sock.once('drain', () => sock.resume());
+            }
+          },
+          (e: Error) => this.#o.log(`DNS query over TCP from ${clientIp}: ${e.message}`),
+        );
       }
     });
     sock.on('error', () => {});

@@ -113,16 +113,10 @@ export class FqdnLearner {
     const chunk = ips.splice(0, REALIGN_CHUNK);
     for (const ip of chunk) {
       if (!isIPv4(ip)) continue;
-      if (this.#writeIp(ip) !== 'none') continue;
-      // no selector matches its names any more: an FQDN identity's entry goes
-      const map = this.#o.identities.map();
-      const key = { addr: ip, prefixLen: 32 };
-      try {
-        const cur = map?.get(key);
-        if (cur && fqdnIds.has(cur.identity)) map!.delete(key);
-      } catch (e) {
-        this.#o.log(`ipcache ${ip}: ${(e as Error).message}`);
-      }
+      const r = this.#writeIp(ip);
+      // no selector matches its names any more, or its new identity does not exist yet (the
+      // agent writes it once told): fail closed rather than keep the old identity
+      if (r === 'none' || r === 'missing') this.#dropEntry(ip, fqdnIds);
     }
     if (ips.length) setImmediate(() => this.#realign(ips, fqdnIds));
   }
@@ -183,6 +177,19 @@ export class FqdnLearner {
     } catch (e) {
       this.#o.log(`ipcache write ${ip}: ${(e as Error).message}`);
       return 'no-map';
+    }
+  }
+
+  /** Removes an IP's /32 entry when it holds one of `fqdnIds`. */
+  #dropEntry(ip: string, fqdnIds: Set<number>): void {
+    this.#written.delete(ip);
+    const map = this.#o.identities.map();
+    const key = { addr: ip, prefixLen: 32 };
+    try {
+      const cur = map?.get(key);
+      if (cur && fqdnIds.has(cur.identity)) map!.delete(key);
+    } catch (e) {
+      this.#o.log(`ipcache ${ip}: ${(e as Error).message}`);
     }
   }
 
@@ -248,7 +255,7 @@ export class FqdnLearner {
       l.push(ip);
     }
     // an IP still held by other names may have a smaller selector set now
-    for (const ip of recheck) if (isIPv4(ip)) this.#writeIp(ip);
+    for (const ip of recheck) if (isIPv4(ip) && this.#writeIp(ip) === 'none') this.#dropEntry(ip, this.#fqdnIds);
     const removed = due.length - kept;
     this.stats.gcKept += kept;
     this.stats.gcRemoved += removed;

@@ -155,6 +155,9 @@ class UdpUpstream {
   }
 }
 
+/** Upstream sockets kept (per client identity and server); the least recently made is closed beyond. */
+const MAX_UPSTREAM_SOCKETS = 1024;
+
 export class UdpUpstreams {
   readonly #sockets = new Map<string, UdpUpstream>();
   readonly #timeoutMs: number;
@@ -172,6 +175,11 @@ export class UdpUpstreams {
     const key = `${identity}|${ip}|${port}`;
     let u = this.#sockets.get(key);
     if (!u || u.dead) {
+      if (this.#sockets.size >= MAX_UPSTREAM_SOCKETS) {
+        const [oldKey, old] = this.#sockets.entries().next().value as [string, UdpUpstream];
+        this.#sockets.delete(oldKey);
+        old.close(); // its queries in flight get SERVFAIL
+      }
       const made: UdpUpstream = new UdpUpstream(identity, ip, port, this.#timeoutMs, () => {
         if (this.#sockets.get(key) === made) this.#sockets.delete(key);
       });

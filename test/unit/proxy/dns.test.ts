@@ -163,6 +163,11 @@ describe('the cache state file (journal)', () => {
       assert.deepEqual(back, c.entries().sort((x, y) => x.ip.localeCompare(y.ip)));
       assert.equal(back.find((e) => e.ip === '192.0.2.1')!.expiresAt, 125_000);
       assert.deepEqual(readCacheFile(path.join(dir, 'missing')), []);
+      // removed and learned again between two saves: present after replay
+      c.remove('b.test.', '192.0.2.3');
+      c.learn('b.test.', ['192.0.2.3'], 60, 9000);
+      save();
+      assert.ok(readCacheFile(file).some((e) => e.name === 'b.test.' && e.ip === '192.0.2.3'));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -236,6 +241,13 @@ describe('telling the agent (proxy/dns/agent-link.ts)', () => {
         { learn: [], forget: [{ name: 'a.test.', ips: ['192.0.2.1'] }] },
       ]);
       assert.equal(link.backlog, 0);
+      // a forget and then a learn of the same pair in one batch reach the agent as the learn
+      up = true;
+      got.length = 0;
+      const a = link.send({ learn: [], forget: [{ name: 'c.test.', ips: ['192.0.2.9'] }] });
+      const b = link.send({ learn: [{ name: 'c.test.', ips: ['192.0.2.9'] }], forget: [] }, true);
+      await Promise.all([a, b]);
+      assert.deepEqual(got, [{ learn: [{ name: 'c.test.', ips: ['192.0.2.9'] }], forget: [] }]);
       assert.deepEqual(await link.send({ learn: [{ name: 'b.test.', ips: ['192.0.2.2'] }], forget: [] }, true), { selectors: [], cidrs: [], identities: [] });
     } finally {
       link.close();
