@@ -105,9 +105,13 @@ export class DnsProxy {
     return p;
   }
 
+  /** The port both listeners use (read once: address() is a syscall). */
   get port(): number {
-    return this.#udp?.address().port ?? 0;
+    if (!this.#port && this.#udp) this.#port = this.#udp.address().port;
+    return this.#port;
   }
+
+  #port = 0;
 
   get inflight(): number {
     return this.#inflight;
