@@ -13,6 +13,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -170,6 +171,7 @@ async function liveDemo(): Promise<void> {
     }
     const p = sh('ping', ['-c1', '-W1', '10.200.1.20'], { ns: `${tag}-frontend` });
     rows.push(['frontend → backend ICMP echo', colour(p.code === 0 ? 'ALLOWED (reply)' : 'DROPPED (no reply)')]);
+    await waitForProxyPolicy(stateDir);
     // L7 through the proxy: HTTP on the backend's 8080 and gRPC on 50051 are redirected by the
     // datapath to `membrane proxy`, which applies policies/l7/http and policies/l7/grpc.
     const web = spawn('nsenter', [`--net=/run/netns/${tag}-backend`, process.execPath, server, '--http', '8080'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -211,6 +213,27 @@ async function liveDemo(): Promise<void> {
     cleanup();
     process.stdout.write('\ncleaned up: namespaces, programs, pins and processes removed\n');
   }
+}
+
+/** Waits (up to 15 s) until `membrane proxy` serves the agent's policy: before, it denies redirected requests. */
+async function waitForProxyPolicy(stateDir: string): Promise<void> {
+  const revision = () =>
+    new Promise<number>((resolve) => {
+      const req = http.get({ socketPath: path.join(stateDir, 'proxy.sock'), path: '/v1/status', timeout: 1000 }, (res) => {
+        let b = '';
+        res.on('data', (c) => (b += c));
+        res.on('end', () => {
+          try {
+            resolve(Number((JSON.parse(b) as { revision?: number }).revision ?? 0));
+          } catch {
+            resolve(0);
+          }
+        });
+      });
+      req.on('error', () => resolve(0));
+      req.on('timeout', () => req.destroy());
+    });
+  for (let i = 0; i < 150 && (await revision()) < 1; i++) await new Promise((r) => setTimeout(r, 100));
 }
 
 /** Installs Debian packages for commands the live part needs (root on Debian only). */
