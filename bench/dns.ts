@@ -36,12 +36,11 @@
  *             [--lat-duration S (4)] [--rate QPS (5000)] [--strict]
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { IpcacheMap } from '../src/datapath/ipcache-map.ts';
 import { createNode, dig, privilegeProblem, runDnsperf, spawnInNs, waitForDns, which, type DnsperfResult, type NodeTopology, type NsProcess } from '../test/e2e/helpers/index.ts';
-import { startAgent, type AgentHandle } from '../test/e2e/helpers/agent.ts';
+import { proxyGet, startAgent, type AgentHandle } from '../test/e2e/helpers/agent.ts';
 import { cpuSeconds, median, pin, ratioStats, round2, round3, sleep } from './lib/stats.ts';
 
 const NS = 'bench';
@@ -136,17 +135,7 @@ spec:
               protocol: TCP
 `;
 
-function proxyStatus(stateDir: string): Promise<Record<string, unknown> | null> {
-  return new Promise((resolve) => {
-    const req = http.get({ socketPath: path.join(stateDir, 'proxy.sock'), path: '/v1/status', timeout: 1000 }, (res) => {
-      let b = '';
-      res.on('data', (c) => (b += c));
-      res.on('end', () => resolve(res.statusCode === 200 ? (JSON.parse(b) as Record<string, unknown>) : null));
-    });
-    req.on('error', () => resolve(null));
-    req.on('timeout', () => req.destroy());
-  });
-}
+const proxyStatus = (stateDir: string) => proxyGet(stateDir, '/v1/status');
 
 type DnsStatus = { loop?: unknown; fqdn: { written: number; heldTimeouts: number }; servfail: number; noOrigDst: number };
 

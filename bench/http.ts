@@ -43,12 +43,11 @@
  *   --strict: exit 1 when a target is missed (default: exit 0 and say so in the verdict).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createNode, inNs, privilegeProblem, runCmd, spawnInNs, which, type NodeTopology, type NsProcess } from '../test/e2e/helpers/index.ts';
-import { startAgent, type AgentHandle } from '../test/e2e/helpers/agent.ts';
+import { proxyGet, startAgent, type AgentHandle } from '../test/e2e/helpers/agent.ts';
 import { cpuSeconds, median, percentile, pin, ratioStats, round2, round3, sleep } from './lib/stats.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -425,23 +424,7 @@ class Load {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-function proxyStatus(stateDir: string): Promise<Record<string, unknown> | null> {
-  return new Promise((resolve) => {
-    const req = http.get({ socketPath: path.join(stateDir, 'proxy.sock'), path: '/v1/status', timeout: 1000 }, (res) => {
-      let b = '';
-      res.on('data', (c) => (b += c));
-      res.on('end', () => {
-        try {
-          resolve(res.statusCode === 200 ? (JSON.parse(b) as Record<string, unknown>) : null);
-        } catch {
-          resolve(null);
-        }
-      });
-    });
-    req.on('error', () => resolve(null));
-    req.on('timeout', () => req.destroy());
-  });
-}
+const proxyStatus = (stateDir: string) => proxyGet(stateDir, '/v1/status');
 
 async function waitProxy(stateDir: string, timeoutMs = 20_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;

@@ -14,11 +14,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { IpcacheMap } from '../../src/datapath/ipcache-map.ts';
 import { createNode, dig, inNs, privilegedSkip, REPO_ROOT, requirePrivileges, spawnInNs, startDnsmasq, startServer, startUnbound, tcpRequest, type DnsServer, type NodeTopology } from './helpers/index.ts';
-import { startAgent, type AgentHandle } from './helpers/agent.ts';
+import { proxyGet, startAgent, type AgentHandle } from './helpers/agent.ts';
 
 const CLIENT = 'prod/client';
 const DNS_IP = '10.200.7.53';
@@ -118,18 +117,6 @@ function cdnIp(i: number): string {
   return `93.184.${10 + Math.floor(i / 250)}.${(i % 250) + 1}`;
 }
 
-/** GET on the proxy's control socket. */
-function proxyGet(stateDir: string, p: string): Promise<Record<string, unknown> | null> {
-  return new Promise((resolve) => {
-    const req = http.get({ socketPath: path.join(stateDir, 'proxy.sock'), path: p, timeout: 1000 }, (res) => {
-      let b = '';
-      res.on('data', (c) => (b += c));
-      res.on('end', () => resolve(res.statusCode === 200 ? (JSON.parse(b) as Record<string, unknown>) : null));
-    });
-    req.on('error', () => resolve(null));
-    req.on('timeout', () => req.destroy());
-  });
-}
 
 async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

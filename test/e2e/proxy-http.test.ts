@@ -12,7 +12,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import {
   createNode,
@@ -26,7 +25,7 @@ import {
   type NodeTopology,
   type NsProcess,
 } from './helpers/index.ts';
-import { startAgent, type AgentHandle } from './helpers/agent.ts';
+import { proxyGet, startAgent, type AgentHandle } from './helpers/agent.ts';
 
 const CLIENT = 'prod/client';
 const SERVER = 'prod/server';
@@ -74,7 +73,6 @@ spec:
 
 /** Echo (request body streamed back, chunked) and an `Upgrade: echo` that splices. */
 const ECHO_SERVER = `
-import http from 'node:http';
 const handler = (req, res) => {
   res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-req-te': req.headers['transfer-encoding'] ?? '', 'x-req-cl': req.headers['content-length'] ?? '', 'x-req-expect': req.headers.expect ?? '' });
   req.pipe(res);
@@ -165,18 +163,7 @@ interface Site {
   scripts: { raw: string; undici: string; loop: string };
 }
 
-/** GET on the proxy's control socket. */
-function proxyStatus(stateDir: string): Promise<Record<string, unknown> | null> {
-  return new Promise((resolve) => {
-    const req = http.get({ socketPath: path.join(stateDir, 'proxy.sock'), path: '/v1/status', timeout: 1000 }, (res) => {
-      let b = '';
-      res.on('data', (c) => (b += c));
-      res.on('end', () => resolve(res.statusCode === 200 ? (JSON.parse(b) as Record<string, unknown>) : null));
-    });
-    req.on('error', () => resolve(null));
-    req.on('timeout', () => req.destroy());
-  });
-}
+const proxyStatus = (stateDir: string) => proxyGet(stateDir, '/v1/status');
 
 async function waitProxy(stateDir: string, minRevision: number, timeoutMs = 15000): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;

@@ -15,6 +15,7 @@
  * const st = await agent.status(); // { code: 0, json: { ready: true, policyRevision: 1, … } }
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnInNs, type CmdResult, type NsProcess } from './ns.ts';
@@ -57,6 +58,28 @@ export interface AgentStatus {
 }
 
 let agentCounter = 0;
+
+/**
+ * GET on `membrane proxy`'s control socket (`<state-dir>/proxy.sock`), e.g. `/v1/status`.
+ * @returns the JSON document, or null when the proxy does not answer 200 with JSON
+ */
+export function proxyGet(stateDir: string, p = '/v1/status'): Promise<Record<string, unknown> | null> {
+  return new Promise((resolve) => {
+    const req = http.get({ socketPath: path.join(stateDir, 'proxy.sock'), path: p, timeout: 1000 }, (res) => {
+      let b = '';
+      res.on('data', (c) => (b += c));
+      res.on('end', () => {
+        try {
+          resolve(res.statusCode === 200 ? (JSON.parse(b) as Record<string, unknown>) : null);
+        } catch {
+          resolve(null);
+        }
+      });
+    });
+    req.on('error', () => resolve(null));
+    req.on('timeout', () => req.destroy());
+  });
+}
 
 /** Paths an agent of a node uses. */
 export interface AgentPaths {
