@@ -73,6 +73,7 @@ spec:
 
 /** Echo (request body streamed back, chunked) and an `Upgrade: echo` that splices. */
 const ECHO_SERVER = `
+import http from 'node:http';
 const handler = (req, res) => {
   res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-req-te': req.headers['transfer-encoding'] ?? '', 'x-req-cl': req.headers['content-length'] ?? '', 'x-req-expect': req.headers.expect ?? '' });
   req.pipe(res);
