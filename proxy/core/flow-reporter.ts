@@ -10,10 +10,10 @@
  * first, counted in `dropped`) while the agent is unreachable, and one batch is in flight at a
  * time.
  *
- * Cheap per request: `report()` only queues what it was given (plus the time and both ends'
- * endpoints); the JSON line is written when its batch is sent (`flowRecordJson`, the same text
- * as `JSON.stringify(l7FlowRecord(…))`), and the parts that repeat (both peers of a connection,
- * both sides of a shared decision) are serialised once and reused.
+ * Cheap per request: `report()` writes the JSON line at once (`flowRecordJson`, the same text as
+ * `JSON.stringify(l7FlowRecord(…))`, with the parts that repeat, the peers' addresses and both
+ * sides of a shared decision, serialised once and reused) into memory outside the JS heap, where
+ * it waits for its batch without costing the garbage collector anything.
  */
 import http from 'node:http';
 import type { L7Decision } from '../../src/l7/policy.ts';
@@ -87,26 +87,56 @@ export function l7FlowRecord(eps: EndpointLookup, ctx: ConnContext, info: L7Flow
 
 type Endpoint = ReturnType<EndpointLookup['endpointOf']>;
 
-/** `"source":{…},"destination":{…}` of a connection (ports included: they are the connection's). */
-const peersJson = new WeakMap<ConnContext, { src: Endpoint; dst: Endpoint; json: string }>();
+/** Bound of the serialised-peer cache (cleared when reached). */
+const MAX_PEERS = 4096;
+/**
+ * `{"namespace":…,"name":…,"identity":…,"ip":…,"port":` of an address, by address: a UDP query
+ * has a context of its own, so the cache is keyed by what repeats (the address), not the context.
+ */
+const peerPrefixes = new Map<string, { ep: Endpoint; identity: number; prefix: string }>();
 /** `"egress":{…},"ingress":{…}` of a decision (a decider may hand out one decision many times). */
 const sidesJson = new WeakMap<RequestDecision, { src: Endpoint; dst: Endpoint; json: string }>();
 
 function peerJson(ep: Endpoint, p: ConnContext['client']): string {
-  const [namespace, name] = ep ? ep.ref.split('/') : [null, null];
-  return JSON.stringify({ namespace: namespace ?? null, name: name ?? null, identity: p.identity, ip: p.ip, port: p.port });
+  let c = peerPrefixes.get(p.ip);
+  if (!c || c.ep !== ep || c.identity !== p.identity) {
+    const [namespace, name] = ep ? ep.ref.split('/') : [null, null];
+    const full = JSON.stringify({ namespace: namespace ?? null, name: name ?? null, identity: p.identity, ip: p.ip, port: 0 });
+    c = { ep, identity: p.identity, prefix: full.slice(0, full.length - 2) };
+    if (peerPrefixes.size >= MAX_PEERS) peerPrefixes.clear();
+    peerPrefixes.set(p.ip, c);
+  }
+  return `${c.prefix}${p.port}}`;
+}
+
+/** The ISO time of the last record (many records share a millisecond). */
+let lastTime = NaN;
+let lastIso = '';
+function isoTime(now: number): string {
+  if (now !== lastTime) {
+    lastTime = now;
+    lastIso = new Date(now).toISOString();
+  }
+  return lastIso;
+}
+
+/** A string of characters JSON writes as they are (names, IPs, type names): quoted without escaping. */
+const PLAIN = /^[\w.:\-]*$/;
+const jsonString = (s: string): string => (PLAIN.test(s) ? `"${s}"` : JSON.stringify(s));
+const jsonStrings = (xs: readonly string[]): string => `[${xs.map(jsonString).join(',')}]`;
+
+/** `l7` of a record: JSON.stringify({...info, latencyMs}), written out for DNS (the most numerous). */
+function l7Json(info: L7FlowInfo, latencyMs: number): string {
+  const latency = Math.round(latencyMs * 1000) / 1000;
+  if (info.type !== 'dns') return JSON.stringify({ ...info, latencyMs: latency });
+  return `{"type":"dns","query":${jsonString(info.query)},"qtypes":${jsonStrings(info.qtypes)},"rcode":${jsonString(info.rcode)},"ips":${jsonStrings(info.ips)},"ttl":${JSON.stringify(info.ttl)},"latencyMs":${JSON.stringify(latency)}}`;
 }
 
 /**
  * The JSON text of {@link l7FlowRecord} for endpoints already looked up, reusing the serialised
- * peers of the connection and sides of the decision.
+ * peers and sides of the decision.
  */
 export function flowRecordJson(ctx: ConnContext, src: Endpoint, dst: Endpoint, info: L7FlowInfo, decision: RequestDecision, latencyMs: number, now: number): string {
-  let peers = peersJson.get(ctx);
-  if (!peers || peers.src !== src || peers.dst !== dst) {
-    peers = { src, dst, json: `"source":${peerJson(src, ctx.client)},"destination":${peerJson(dst, ctx.server)}` };
-    peersJson.set(ctx, peers);
-  }
   let sides = sidesJson.get(decision);
   if (!sides || sides.src !== src || sides.dst !== dst) {
     sides = { src, dst, json: `"egress":${JSON.stringify(side(decision.egress, decision, src, 'source'))},"ingress":${JSON.stringify(side(decision.ingress, decision, dst, 'destination'))}` };
@@ -114,10 +144,22 @@ export function flowRecordJson(ctx: ConnContext, src: Endpoint, dst: Endpoint, i
   }
   const verdict = decision.verdict === 'allowed' ? 'FORWARDED' : decision.verdict === 'audit' ? 'AUDIT' : 'DROPPED';
   const dropReason = verdict !== 'DROPPED' ? 'null' : decision.rejected ? '"INVALID_PACKET_DROPPED"' : '"POLICY_DENIED"';
-  const l7 = JSON.stringify({ ...info, latencyMs: Math.round(latencyMs * 1000) / 1000 });
-  return `{"time":"${new Date(now).toISOString()}","verdict":"${verdict}","dropReason":${dropReason},${peers.json},"protocol":"${ctx.proto === 17 ? 'UDP' : 'TCP'}",${sides.json},"l7":${l7}}`;
+  return `{"time":"${isoTime(now)}","verdict":"${verdict}","dropReason":${dropReason},"source":${peerJson(src, ctx.client)},"destination":${peerJson(dst, ctx.server)},"protocol":"${ctx.proto === 17 ? 'UDP' : 'TCP'}",${sides.json},"l7":${l7Json(info, latencyMs)}}`;
 }
 
+/** Records waiting to be sent, written into memory outside the JS heap. */
+interface Chunk {
+  buf: Buffer;
+  /** Where its first record starts (older ones were dropped), and where its last one ends. */
+  start: number;
+  used: number;
+  records: number;
+}
+
+/** Size of one chunk of serialised records (a POST is one or a few chunks). */
+const CHUNK_BYTES = 256 << 10;
+/** Chunks kept for reuse after their POST. */
+const SPARE_CHUNKS = 4;
 
 export interface AgentFlowReporterOptions {
   /** The agent's API socket (may change when the agent says so). */
@@ -142,11 +184,16 @@ export class AgentFlowReporter implements FlowReporter {
   readonly #batch: number;
   readonly #flushMs: number;
   /**
-   * Records as JSON lines, written when reported: one record's cost at a time, not a whole
-   * batch's in one go when it is sent (that stalled the event loop for milliseconds, and kept
-   * every request's objects alive until then).
+   * Records as JSON lines, written when reported into chunks of memory outside the JS heap: one
+   * record's cost at a time (a whole batch's in one go stalled the event loop), and nothing for
+   * the garbage collector to copy while records wait for their batch (they used to be the bulk
+   * of what every young-generation collection had to move).
    */
-  #queue: string[] = [];
+  #queue: Chunk[] = [];
+  #queued = 0;
+  /** The chunks of the POST in flight (back at the head of the queue when it fails). */
+  #sending: Chunk[] = [];
+  #spare: Chunk[] = [];
   #inFlight = false;
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
@@ -162,17 +209,57 @@ export class AgentFlowReporter implements FlowReporter {
   }
 
   report(ctx: ConnContext, info: L7FlowInfo, decision: RequestDecision, latencyMs: number): void {
-    this.#queue.push(flowRecordJson(ctx, this.#eps.endpointOf(ctx.client.ip), this.#eps.endpointOf(ctx.server.ip), info, decision, latencyMs, Date.now()) + '\n');
-    if (this.#queue.length > this.#max) {
-      const over = this.#queue.length - this.#max;
-      this.#queue.splice(0, over);
-      this.dropped += over;
+    const line = flowRecordJson(ctx, this.#eps.endpointOf(ctx.client.ip), this.#eps.endpointOf(ctx.server.ip), info, decision, latencyMs, Date.now()) + '\n';
+    let c = this.#queue.at(-1);
+    // a UTF-16 code unit is at most 3 bytes of UTF-8
+    if (!c || c.buf.length - c.used < line.length * 3) {
+      c = this.#chunk(line.length * 3);
+      this.#queue.push(c);
     }
-    this.#schedule(this.#queue.length >= this.#batch ? 0 : this.#flushMs);
+    c.used += c.buf.write(line, c.used);
+    c.records++;
+    this.#queued++;
+    this.#trim();
+    this.#schedule(this.#queued >= this.#batch ? 0 : this.#flushMs);
+  }
+
+  #chunk(atLeast: number): Chunk {
+    const c = atLeast <= CHUNK_BYTES ? this.#spare.pop() : undefined;
+    if (c) {
+      c.start = 0;
+      c.used = 0;
+      c.records = 0;
+      return c;
+    }
+    return { buf: Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, atLeast)), start: 0, used: 0, records: 0 };
+  }
+
+  /** Drops the oldest waiting records beyond maxBuffered (one record is one line). */
+  #trim(): void {
+    let over = this.#queued + this.#inFlightRecords() - this.#max;
+    while (over > 0 && this.#queue.length) {
+      const head = this.#queue[0]!;
+      if (head.records === 0) {
+        this.#queue.shift();
+        continue;
+      }
+      head.start = head.buf.indexOf(10, head.start) + 1;
+      head.records--;
+      this.#queued--;
+      this.dropped++;
+      over--;
+      if (head.records === 0 && this.#queue.length > 1) this.#queue.shift();
+    }
+  }
+
+  #inFlightRecords(): number {
+    let n = 0;
+    for (const c of this.#sending) n += c.records;
+    return n;
   }
 
   get pending(): number {
-    return this.#queue.length;
+    return this.#queued + this.#inFlightRecords();
   }
 
   #schedule(ms: number): void {
@@ -185,22 +272,36 @@ export class AgentFlowReporter implements FlowReporter {
   }
 
   #flush(): void {
-    if (this.#inFlight || this.#queue.length === 0) return;
-    const batch = this.#queue.slice(0, this.#batch);
-    const body = batch.join('');
+    if (this.#inFlight || this.#queued === 0) return;
+    // whole chunks, about `batch` records (the chunk being written is sent too: later records
+    // start a new one)
+    let records = 0;
+    let bytes = 0;
+    while (this.#queue.length && (records === 0 || records + this.#queue[0]!.records <= this.#batch)) {
+      const c = this.#queue.shift()!;
+      this.#sending.push(c);
+      records += c.records;
+      bytes += c.used - c.start;
+    }
+    this.#queued -= records;
     this.#inFlight = true;
     const done = (ok: boolean) => {
+      if (!this.#inFlight) return;
       this.#inFlight = false;
+      const chunks = this.#sending;
+      this.#sending = [];
       if (ok) {
-        // the queue may have been trimmed meanwhile: drop what was sent if it is still there
-        const n = batch.length;
-        if (this.#queue[n - 1] === batch[n - 1]) this.#queue.splice(0, n);
-        this.sent += n;
+        this.sent += records;
+        for (const c of chunks) if (this.#spare.length < SPARE_CHUNKS && c.buf.length === CHUNK_BYTES) this.#spare.push(c);
+      } else {
+        this.#queue.unshift(...chunks);
+        this.#queued += records;
+        this.#trim();
       }
-      if (this.#queue.length) this.#schedule(!ok ? 500 : this.#queue.length >= this.#batch ? 0 : this.#flushMs);
+      if (this.#queued) this.#schedule(!ok ? 500 : this.#queued >= this.#batch ? 0 : this.#flushMs);
     };
     const req = http.request(
-      { socketPath: this.agentSocket, agent: this.#agent, method: 'POST', path: '/v1/flows', headers: { 'content-type': 'application/x-ndjson', 'content-length': Buffer.byteLength(body) }, timeout: 2000 },
+      { socketPath: this.agentSocket, agent: this.#agent, method: 'POST', path: '/v1/flows', headers: { 'content-type': 'application/x-ndjson', 'content-length': bytes }, timeout: 2000 },
       (res) => {
         res.resume();
         res.on('end', () => done(res.statusCode === 200 || res.statusCode === 204));
@@ -209,7 +310,8 @@ export class AgentFlowReporter implements FlowReporter {
     );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', () => done(false));
-    req.end(body);
+    for (const c of this.#sending) req.write(c.buf.subarray(c.start, c.used));
+    req.end();
   }
 
   /** Stops sending (what is buffered is lost). */
