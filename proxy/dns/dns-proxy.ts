@@ -31,7 +31,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Settings } from '../../src/config.ts';
 import { ProxyOrigMap } from '../../src/datapath/proxy-orig-map.ts';
-import { setReceiveBuffer, transparentListenFd, transparentReplyFd } from '../../src/datapath/sockets.ts';
+import { DatagramSender, setReceiveBuffer, transparentListenFd, transparentReplyFd } from '../../src/datapath/sockets.ts';
 import { normalizeDnsName } from '../../src/l7/dns.ts';
 import type { IpcacheIdentities } from '../core/identities.ts';
 import type { ConnContext, ProtocolDeps, RequestDecision } from '../core/types.ts';
@@ -68,15 +68,13 @@ export interface DnsProxyOptions {
   log: (msg: string) => void;
 }
 
-/** Sends an answer to the client of one query. */
-type Reply = (resp: Buffer) => void;
 /** Forwards a query upstream (answer, or null for SERVFAIL). */
-type Forward = (msg: Buffer) => Promise<Buffer | null>;
+type Forward = (msg: Buffer, ctx: ConnContext) => Promise<Buffer | null>;
 
 export class DnsProxy {
   readonly #o: DnsProxyOptions;
   readonly #udpUpstreams: UdpUpstreams;
-  readonly #replySockets = new Map<string, dgram.Socket>();
+  readonly #replySockets = new Map<string, { socket: dgram.Socket; sender: DatagramSender }>();
   readonly #conns = new Set<net.Socket>();
   #udp?: dgram.Socket;
   #tcp?: net.Server;
@@ -194,37 +192,47 @@ export class DnsProxy {
       proxyPort: this.port,
       proto: 17,
     };
-    const reply: Reply = (resp) => this.#replySocket(orig.ip, orig.port)?.send(resp, rinfo.port, rinfo.address);
-    const forward: Forward = (q) => this.#udpUpstreams.query(ctx.client.identity, orig.ip, orig.port, q);
-    this.handle(msg, ctx, forward).then(
-      (resp) => {
-        if (resp) reply(resp);
-      },
-      (e: Error) => this.#o.log(`DNS query from ${rinfo.address}: ${e.message}`),
-    );
+    void this.#answerUdp(msg, ctx);
+  }
+
+  /** UDP queries go upstream from a marked socket per (client identity, server). */
+  readonly #forwardUdp: Forward = (q, ctx) => this.#udpUpstreams.query(ctx.client.identity, ctx.server.ip, ctx.server.port, q);
+
+  /** Handles one datagram and sends its answer (no closures per datagram: this is the hot path). */
+  async #answerUdp(msg: Buffer, ctx: ConnContext): Promise<void> {
+    try {
+      const resp = await this.handle(msg, ctx, this.#forwardUdp);
+      if (!resp) return;
+      const r = this.#replySocket(ctx.server.ip, ctx.server.port);
+      // straight through libc; node:dgram when the socket is full (it queues) or for its error report
+      if (r && r.sender.sendTo(resp, ctx.client.ip, ctx.client.port) !== 'sent') r.socket.send(resp, ctx.client.port, ctx.client.ip);
+    } catch (e) {
+      this.#o.log(`DNS query from ${ctx.client.ip}: ${(e as Error).message}`);
+    }
   }
 
   /** The transparent socket that answers as `ip:port` (made once per server). */
-  #replySocket(ip: string, port: number): dgram.Socket | null {
+  #replySocket(ip: string, port: number): { socket: dgram.Socket; sender: DatagramSender } | null {
     const key = `${ip}:${port}`;
-    let s = this.#replySockets.get(key);
-    if (s) return s;
+    let r = this.#replySockets.get(key);
+    if (r) return r;
     if (this.#replySockets.size >= MAX_REPLY_SOCKETS) {
-      const [oldKey, old] = this.#replySockets.entries().next().value as [string, dgram.Socket];
+      const [oldKey, old] = this.#replySockets.entries().next().value as [string, { socket: dgram.Socket }];
       this.#replySockets.delete(oldKey);
-      old.close();
+      old.socket.close();
     }
     try {
       const fd = transparentReplyFd(ip, port);
-      s = dgram.createSocket({ type: 'udp4' });
+      const s = dgram.createSocket({ type: 'udp4' });
       s.bind({ fd });
       s.on('error', (e) => {
         this.#o.log(`DNS reply socket ${key}: ${e.message}`);
-        this.#replySockets.delete(key);
-        s!.close();
+        if (this.#replySockets.get(key)?.socket === s) this.#replySockets.delete(key);
+        s.close();
       });
-      this.#replySockets.set(key, s);
-      return s;
+      r = { socket: s, sender: new DatagramSender(fd) };
+      this.#replySockets.set(key, r);
+      return r;
     } catch (e) {
       this.#o.log(`DNS reply socket ${key}: ${(e as Error).message}`);
       return null;
@@ -321,7 +329,7 @@ export class DnsProxy {
     try {
       let resp: Buffer | null = null;
       try {
-        resp = await forward(msg);
+        resp = await forward(msg, ctx);
       } catch (e) {
         this.#o.log(`DNS forward to ${ctx.server.ip}: ${(e as Error).message}`);
       }
@@ -332,7 +340,8 @@ export class DnsProxy {
       }
       if (a.rcode === 'NOERROR' && a.ips.length > 0 && a.qname === qname) {
         try {
-          await this.#o.learner.learn(qname, a.ips, a.ttl);
+          const held = this.#o.learner.learn(qname, a.ips, a.ttl);
+          if (held) await held;
         } catch (e) {
           this.#o.log(`DNS answer for ${qname}: ${(e as Error).message}`);
         }
@@ -357,7 +366,7 @@ export class DnsProxy {
   async stop(): Promise<void> {
     for (const c of this.#conns) c.destroy();
     this.#udpUpstreams.close();
-    for (const s of this.#replySockets.values()) s.close();
+    for (const r of this.#replySockets.values()) r.socket.close();
     this.#replySockets.clear();
     if (this.#udp) {
       try {

@@ -12,7 +12,7 @@
  *   name holding more than fqdnMaxIpsPerName IPs, the earliest-expiring extras (Cilium moves both
  *   to its zombie list the same way). The caller keeps the ones conntrack still uses (extend) and
  *   removes the rest.
- * - Changes since the last `drain()` (new pairs, expiries moved by more than SAVE_SLACK_MS,
+ * - Changes since the last `drain()` (new pairs, expiries moved by more than saveSlack,
  *   removals) are what the learner appends to the state file; `entries()` is the whole cache.
  * - Pure data: no timers, no I/O.
  */
@@ -27,8 +27,16 @@ export interface FqdnCacheEntry {
   lookupAt: number;
 }
 
-/** An expiry that moved by less than this is not worth a state-file line. */
+/**
+ * An expiry that moved by less than this is not worth a state-file line: the larger of 1 s and a
+ * tenth of the pair's TTL. Names asked all the time would otherwise rewrite their line every
+ * second (a thousand busy names cost the event loop milliseconds per save); after a crash of
+ * the proxy a restored pair expires at most a tenth of its TTL early (and GC still keeps it
+ * while a connection uses it).
+ */
 const SAVE_SLACK_MS = 1000;
+const SAVE_SLACK_TTL_FRACTION = 0.1;
+const saveSlack = (e: Entry): number => Math.max(SAVE_SLACK_MS, (e.expiresAt - e.lookupAt) * SAVE_SLACK_TTL_FRACTION);
 
 interface Entry {
   expiresAt: number;
@@ -80,7 +88,7 @@ export class FqdnCache {
       } else {
         cur.lookupAt = now;
         if (expiresAt > cur.expiresAt) cur.expiresAt = expiresAt;
-        if (cur.expiresAt > cur.saved + SAVE_SLACK_MS) this.#dirty.set(`${name}|${ip}`, { name, ip });
+        if (cur.expiresAt > cur.saved + saveSlack(cur)) this.#dirty.set(`${name}|${ip}`, { name, ip });
       }
     }
     return added;

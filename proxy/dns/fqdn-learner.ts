@@ -127,7 +127,7 @@ export class FqdnLearner {
    * @param name normalised query name
    * @param ttl seconds
    */
-  async learn(name: string, ips: readonly string[], ttl: number): Promise<void> {
+  learn(name: string, ips: readonly string[], ttl: number): Promise<void> | undefined {
     this.stats.answers++;
     const added = this.cache.learn(name, ips, ttl, Date.now());
     this.#schedulePersist();
@@ -139,8 +139,13 @@ export class FqdnLearner {
     }
     if (missing.length === 0) {
       if (added.length) void this.#o.agent.send({ learn: [{ name, ips: added }], forget: [] });
-      return;
+      return undefined; // released at once (no promise: this is every answer of a known name)
     }
+    return this.#hold(name, added, missing);
+  }
+
+  /** Holds an answer until the agent has allocated the identities `missing` IPs need (bounded). */
+  async #hold(name: string, added: string[], missing: string[]): Promise<void> {
     this.stats.held++;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), this.#o.settings.dnsResponseMaxDelayMs)));

@@ -20,7 +20,7 @@ import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { proxyMark } from '../../src/datapath/layout.ts';
-import { markedDgramFd, setReceiveBuffer } from '../../src/datapath/sockets.ts';
+import { DatagramSender, markedDgramFd, setReceiveBuffer } from '../../src/datapath/sockets.ts';
 import { messageId, setId } from './message.ts';
 
 interface Pending {
@@ -48,15 +48,16 @@ export class PendingQueries {
   }
 
   /**
-   * Gives `msg` (a copy, the caller's buffer is not changed) a free id and waits for its answer.
-   * @returns the copy to send and the answer (null: timeout, failure, or no free id)
+   * Gives `msg` a free id, in place (the caller keeps the query's own id and puts it on the
+   * answer), and waits for its answer.
+   * @returns the message to send (`msg`) and the answer (null: timeout, failure, or no free id)
    */
   add(msg: Buffer): { wire: Buffer; answer: Promise<Buffer | null> } | null {
     if (this.#pending.size >= 0x10000) return null;
     let id = this.#next;
     while (this.#pending.has(id)) id = (id + 1) & 0xffff;
     this.#next = (id + 1 + ((Math.random() * 64) | 0)) & 0xffff;
-    const wire = Buffer.from(msg);
+    const wire = msg;
     setId(wire, id);
     const answer = new Promise<Buffer | null>((resolve) => this.#pending.set(id, { resolve, deadline: performance.now() + this.#timeoutMs }));
     this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(250, this.#timeoutMs)).unref();
@@ -101,6 +102,7 @@ class UdpUpstream {
   readonly socket: dgram.Socket;
   readonly pending: PendingQueries;
   readonly #ready: Promise<void>;
+  #isReady = false;
   dead = false;
 
   constructor(identity: number, ip: string, port: number, timeoutMs: number, onDead: () => void) {
@@ -113,33 +115,54 @@ class UdpUpstream {
       this.socket.bind({ fd }, () => {
         this.socket.connect(port, ip, () => {
           this.socket.off('error', reject);
+          this.#isReady = true;
           resolve();
         });
       });
     });
+    this.#sender = new DatagramSender(fd);
+    this.#onDead = onDead;
     this.socket.on('message', (resp) => this.pending.answer(resp));
-    this.socket.on('error', () => {
-      // ICMP unreachable (ECONNREFUSED) or a send error: fail what waits, make a new socket next time
-      this.dead = true;
-      this.pending.failAll();
-      onDead();
-      this.socket.close();
-    });
+    this.socket.on('error', () => this.#fail());
   }
 
-  async query(msg: Buffer): Promise<Buffer | null> {
+  readonly #sender: DatagramSender;
+  readonly #onDead: () => void;
+
+  /** ICMP unreachable (ECONNREFUSED) or a send error: fail what waits, make a new socket next time. */
+  #fail(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.pending.failAll();
+    this.#onDead();
+    this.socket.close();
+  }
+
+  query(msg: Buffer): Promise<Buffer | null> {
     const q = this.pending.add(msg);
-    if (!q) return null;
-    try {
-      await this.#ready;
-    } catch {
-      this.pending.failAll();
-      return null;
-    }
-    this.socket.send(q.wire, (err) => {
-      if (err) this.pending.failAll();
-    });
+    if (!q) return Promise.resolve(null);
+    // a send error is the socket's 'error' (above): no callback per datagram
+    if (this.#isReady) this.#send(q.wire);
+    else this.#ready.then(() => this.#send(q.wire), () => this.pending.failAll());
     return q.answer;
+  }
+
+  #send(wire: Buffer): void {
+    if (this.dead) {
+      this.pending.failAll();
+      return;
+    }
+    const r = this.#sender.send(wire);
+    if (r === 'sent') return;
+    if (r !== 'busy') {
+      this.#fail();
+      return;
+    }
+    try {
+      this.socket.send(wire); // queued by node:dgram until the socket drains
+    } catch {
+      this.pending.failAll(); // closed meanwhile
+    }
   }
 
   close(): void {

@@ -8,8 +8,34 @@ import { MapEncodeError } from './errors.ts';
 
 /** Network-order bytes of an IPv4 address (4 bytes). @throws MapEncodeError */
 export function ipv4Bytes(ip: string): Buffer {
-  if (!isIPv4(ip)) throw new MapEncodeError(`not an IPv4 address: ${JSON.stringify(ip)}`, { step: 'encode' });
-  return Buffer.from(ip.split('.').map(Number));
+  const b = Buffer.alloc(4);
+  if (!writeIpv4(ip, b, 0)) throw new MapEncodeError(`not an IPv4 address: ${JSON.stringify(ip)}`, { step: 'encode' });
+  return b;
+}
+
+/**
+ * Writes the 4 network-order bytes of a dotted-quad IPv4 address at `off` (the forms `isIPv4`
+ * accepts: four decimal octets 0–255, no leading zeros), without allocating.
+ * @returns false (nothing meaningful written) when `ip` is not such an address
+ */
+export function writeIpv4(ip: string, buf: Buffer, off: number): boolean {
+  let octet = 0;
+  let digits = 0;
+  let part = 0;
+  for (let i = 0; i <= ip.length; i++) {
+    const c = i < ip.length ? ip.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || part > 3) return false;
+      buf[off + part++] = octet;
+      octet = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return false; // leading zero
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return false;
+    } else return false;
+  }
+  return part === 4;
 }
 
 /** Network-order bytes of an IPv6 address (16 bytes), including `::` and a trailing dotted IPv4. @throws MapEncodeError */

@@ -135,6 +135,18 @@ export class BpfMap {
     return value;
   }
 
+  /**
+   * Looks a key up into a buffer the caller owns (no allocation: for lookups per packet).
+   * @returns false when the key is absent
+   */
+  lookupInto(key: Buffer, value: Buffer): boolean {
+    this.check(key, value);
+    const rc = libbpf().bpf_map_lookup_elem(this.fd, key, value);
+    if (rc === -ENOENT) return false;
+    if (rc < 0) this.fail('bpf_map_lookup_elem', rc);
+    return true;
+  }
+
   /** Inserts or replaces (flags: BPF_ANY, BPF_NOEXIST, BPF_EXIST). */
   update(key: Buffer, value: Buffer, flags: bigint = BPF_ANY): void {
     this.check(key, value);

@@ -54,6 +54,8 @@ export interface LibcApi {
   socket(domain: number, type: number, protocol: number): number;
   setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
   bind(fd: number, addr: Buffer, len: number): number;
+  send(fd: number, buf: Buffer, len: number, flags: number): number;
+  sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): number;
   listen(fd: number, backlog: number): number;
   close(fd: number): number;
   mmap(addr: null, len: number, prot: number, flags: number, fd: number, offset: number): Ptr;
@@ -120,6 +122,8 @@ function load(): Loaded {
     socket: f(c, 'int socket(int domain, int type, int protocol)'),
     setsockopt: f(c, 'int setsockopt(int fd, int level, int optname, const void *optval, uint32_t optlen)'),
     bind: f(c, 'int bind(int fd, const void *addr, uint32_t addrlen)'),
+    send: f(c, 'intptr_t send(int fd, const void *buf, size_t len, int flags)'),
+    sendto: f(c, 'intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
     listen: f(c, 'int listen(int fd, int backlog)'),
     close: f(c, 'int close(int fd)'),
     mmap: f(c, 'void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),

@@ -12,7 +12,8 @@
 import { BpfMap, MapType } from './bpf-map.ts';
 import { DEFAULT_PIN_ROOT, TypedMap, type MapCodec } from './typed-map.ts';
 import { MAP_NAMES, PROXY_ORIG_ENTRY, PROXY_ORIG_KEY } from './layout.ts';
-import { ipv4Bytes, ipv4Text } from './addr.ts';
+import { ipv4Bytes, ipv4Text, writeIpv4 } from './addr.ts';
+import { MapEncodeError } from './errors.ts';
 
 /**
  * Must match struct proxy_orig_key in bpf/lib/proxy.h: the client as the proxy sees it (the datagram's source).
@@ -126,7 +127,17 @@ export class ProxyOrigMap extends TypedMap<ProxyOrigKey, ProxyOrigEntry> {
    * @throws MapEncodeError for an address that is not IPv4 | BpfMapError
    */
   lookup(clientIp: string, clientPort: number, proto: number): OrigDestination | undefined {
-    const e = this.get({ saddr: clientIp, sport: clientPort, proto });
-    return e && { ip: e.daddr, port: e.dport, identity: e.identity };
+    // once per datagram: key and value buffers reused, nothing allocated but the result
+    const k = this.#key;
+    k.fill(0);
+    if (!writeIpv4(clientIp, k, K.saddr)) throw new MapEncodeError(`not an IPv4 address: ${JSON.stringify(clientIp)}`, { step: 'encode' });
+    k.writeUInt16BE(clientPort, K.sport);
+    k.writeUInt8(proto, K.proto);
+    const v = this.#value;
+    if (!this.raw.lookupInto(k, v)) return undefined;
+    return { ip: ipv4Text(v, E.daddr), port: v.readUInt16BE(E.dport), identity: v.readUInt32LE(E.identity) };
   }
+
+  readonly #key = Buffer.alloc(PROXY_ORIG_KEY.size);
+  readonly #value = Buffer.alloc(PROXY_ORIG_ENTRY.size);
 }

@@ -7,7 +7,8 @@ import { encodePolicyKey, decodePolicyKey, encodePolicyValue, decodePolicyValue,
 import { encodeIpcacheKey, decodeIpcacheKey } from '../../../src/datapath/ipcache-map.ts';
 import { encodeCtKey, decodeCtKey } from '../../../src/datapath/ct-map.ts';
 import { encodeProxyOrigKey, decodeProxyOrigKey, encodeProxyOrigEntry, decodeProxyOrigEntry } from '../../../src/datapath/proxy-orig-map.ts';
-import { ipv6Bytes, ipv6Text, parseCidr } from '../../../src/datapath/addr.ts';
+import { ipv4Bytes, ipv6Bytes, ipv6Text, parseCidr, writeIpv4 } from '../../../src/datapath/addr.ts';
+import { isIPv4 } from 'node:net';
 import { decodeVerdictEvent } from '../../../src/datapath/verdict-event.ts';
 import { MapEncodeError } from '../../../src/datapath/errors.ts';
 import { proxyMark } from '../../../src/datapath/layout.ts';
@@ -106,4 +107,14 @@ test('verdict event decoding of a hand-made record', () => {
 
 test('proxy SO_MARK carries the identity above the 0xa00 magic', () => {
   assert.equal(proxyMark(1234), (1234 << 16) | 0x0a00);
+});
+
+test('writeIpv4 accepts exactly what isIPv4 accepts, and writes network order', () => {
+  const b = Buffer.alloc(6);
+  assert.equal(writeIpv4('10.200.0.53', b, 1), true);
+  assert.deepEqual([...b.subarray(1, 5)], [10, 200, 0, 53]);
+  for (const s of ['0.0.0.0', '255.255.255.255', '1.2.3.4', '10.0.0.1', '01.2.3.4', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '', '.1.2.3', '1.2.3.', '1.2.3.4 ', 'a.b.c.d', '1.2.3.-4', '1.2.3.1000', '::1', '1.2.3.00']) {
+    assert.equal(writeIpv4(s, Buffer.alloc(4), 0), isIPv4(s), s);
+    if (!isIPv4(s)) assert.throws(() => ipv4Bytes(s), MapEncodeError);
+  }
 });

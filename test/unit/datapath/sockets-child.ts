@@ -4,7 +4,7 @@
 // object with what a client saw. Not a test file itself.
 import dgram from 'node:dgram';
 import { execFileSync } from 'node:child_process';
-import { markedDgramFd, transparentListenFd, transparentReplyFd } from '../../../src/datapath/sockets.ts';
+import { DatagramSender, markedDgramFd, transparentListenFd, transparentReplyFd } from '../../../src/datapath/sockets.ts';
 
 const MARK = 0x03e90a00;
 const CLIENT = '10.250.0.2';
@@ -49,6 +49,20 @@ got = received(client);
 reply2.send('reply2', clientPort, CLIENT);
 out.reply2ToClient = await got;
 
+// DatagramSender: sendto on a transparent reply fd (source as above), send on a connected marked fd.
+const rawFd = transparentReplyFd('10.200.0.21', 5353);
+const raw = await adopt(rawFd);
+got = received(client);
+out.rawSendTo = new DatagramSender(rawFd).sendTo(Buffer.from('raw-reply'), CLIENT, clientPort);
+out.rawReplyToClient = await got;
+out.rawSendToBadAddress = new DatagramSender(rawFd).sendTo(Buffer.from('x'), 'not-an-ip', clientPort);
+const connFd = markedDgramFd(MARK);
+const conn = await adopt(connFd);
+await new Promise<void>((r) => conn.connect(clientPort, CLIENT, r));
+got = received(client);
+out.rawSend = new DatagramSender(connFd).send(Buffer.from('raw-query'));
+out.rawSendGot = (await got).text;
+
 // transparentListenFd({ type: 'udp' }): the proxy's receiving socket.
 const listen = await adopt(transparentListenFd('127.0.0.1', 0, { type: 'udp' }));
 const listenPort = listen.address().port;
@@ -56,5 +70,5 @@ got = received(listen);
 client.send('to-proxy', listenPort, '127.0.0.1');
 out.listenGot = (await got).text;
 
-for (const s of [client, up, reply, reply2, listen]) s.close();
+for (const s of [client, up, reply, reply2, listen, raw, conn]) s.close();
 process.stdout.write(JSON.stringify(out) + '\n');

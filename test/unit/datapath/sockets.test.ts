@@ -56,6 +56,14 @@ describe('proxy sockets adopted by node:dgram', { skip: skipReason() }, () => {
     assert.deepEqual(out.reply2ToClient, { text: 'reply2', from: '10.200.0.20:53' }, 'a second socket on the same address (SO_REUSEADDR)');
   });
 
+  test('DatagramSender: sendto from a transparent socket and send on a connected one, straight through libc', () => {
+    assert.equal(out.rawSendTo, 'sent');
+    assert.deepEqual(out.rawReplyToClient, { text: 'raw-reply', from: '10.200.0.21:5353' });
+    assert.equal(out.rawSendToBadAddress, 'busy', 'not IPv4: left to node:dgram');
+    assert.equal(out.rawSend, 'sent');
+    assert.equal(out.rawSendGot, 'raw-query');
+  });
+
   test("transparentListenFd({ type: 'udp' }): the proxy's receiving socket", () => {
     assert.equal(out.listenGot, 'to-proxy');
   });

@@ -175,12 +175,12 @@ describe('the cache state file (journal)', () => {
 });
 
 describe('upstream multiplexing', () => {
-  test('each query gets a unique id on the wire; answers find their query; the caller buffer is untouched', async () => {
+  test('each query gets a unique id on the wire, in place; answers find their query', async () => {
     const p = new PendingQueries(1000);
     const q1 = query('a.test', 7);
     const a = p.add(q1)!;
     const b = p.add(query('b.test', 7))!;
-    assert.equal(q1.readUInt16BE(0), 7);
+    assert.equal(a.wire, q1, 'no copy');
     assert.notEqual(a.wire.readUInt16BE(0), b.wire.readUInt16BE(0));
     const resp = answer('b.test', [], 0, b.wire.readUInt16BE(0));
     assert.equal(p.answer(resp), true);
@@ -253,6 +253,79 @@ describe('telling the agent (proxy/dns/agent-link.ts)', () => {
       link.close();
       server.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('message parsing agrees with dns-packet (proxy/dns/message.ts walks the sections itself)', () => {
+  // the reference: dnsPacket.decode, then the chain rule of §5.3 step 7
+  function reference(msg: Buffer): { rcode: string; qname: string; ips: string[]; ttl: number } | null {
+    let d: dnsPacket.DecodedPacket & { rcode?: string };
+    try {
+      d = dnsPacket.decode(msg) as typeof d;
+    } catch {
+      return null;
+    }
+    const norm = (n: string) => (n.toLowerCase().endsWith('.') ? n.toLowerCase() : `${n.toLowerCase()}.`);
+    const qname = d.questions?.[0] ? norm(d.questions[0].name) : '';
+    const out = { rcode: d.rcode ?? 'NOERROR', qname, ips: [] as string[], ttl: 0 };
+    if (out.rcode !== 'NOERROR' || !qname) return out;
+    const rrs = (d.answers ?? []) as Array<{ name: string; type: string; ttl?: number; data?: unknown }>;
+    const chain = [qname];
+    let min = Infinity;
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const r of rrs) if (r.type === 'CNAME' && chain.includes(norm(r.name)) && !chain.includes(norm(String(r.data)))) {
+        chain.push(norm(String(r.data)));
+        min = Math.min(min, r.ttl ?? 0);
+        grew = true;
+      }
+    }
+    for (const r of rrs) if ((r.type === 'A' || r.type === 'AAAA') && chain.includes(norm(r.name)) && !out.ips.includes(String(r.data))) {
+      out.ips.push(String(r.data));
+      min = Math.min(min, r.ttl ?? 0);
+    }
+    out.ttl = out.ips.length ? min : 0;
+    return out;
+  }
+
+  test('random answers (CNAME chains, mixed case, other record types, EDNS): same rcode, name, addresses, TTL', () => {
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const names = ['a.example.com', 'B.Example.com', 'cdn.net', 'e1.cdn.net', 'x.test'];
+    for (let i = 0; i < 300; i++) {
+      const answers: dnsPacket.Answer[] = [];
+      for (let k = rnd(6); k > 0; k--) {
+        const name = names[rnd(names.length)]!;
+        const t = rnd(5);
+        if (t === 0) answers.push({ type: 'CNAME', name, ttl: rnd(500), data: names[rnd(names.length)]! });
+        else if (t === 1) answers.push({ type: 'AAAA', name, ttl: rnd(500), data: `2001:db8::${rnd(9)}` });
+        else if (t === 2) answers.push({ type: 'MX', name, ttl: 5, data: { preference: 1, exchange: 'mx.example.com' } });
+        else answers.push({ type: 'A', name, ttl: rnd(500), data: `192.0.2.${rnd(9)}` });
+      }
+      const msg = dnsPacket.encode({
+        type: 'response', id: i, flags: dnsPacket.RECURSION_AVAILABLE | (rnd(8) === 0 ? 3 : 0),
+        questions: [{ type: 'A', name: names[rnd(names.length)]! }], answers,
+        additionals: rnd(2) ? [{ type: 'OPT', name: '.', udpPayloadSize: 1232 } as dnsPacket.Answer] : [],
+      } as dnsPacket.Packet);
+      const got = parseAnswer(msg);
+      const want = reference(msg);
+      assert.deepEqual(got && { rcode: got.rcode, qname: got.qname, ips: got.ips, ttl: got.ttl }, want, JSON.stringify(answers));
+    }
+  });
+
+  test('corrupted and truncated messages never throw', () => {
+    const base = answer('www.example.com', [
+      { type: 'CNAME', name: 'www.example.com', ttl: 300, data: 'edge.cdn.net' },
+      { type: 'A', name: 'edge.cdn.net', ttl: 30, data: '192.0.2.1' },
+    ]);
+    let seed = 11;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    for (let i = 0; i < 2000; i++) {
+      const m = Buffer.from(base.subarray(0, rnd(base.length + 1)));
+      for (let k = rnd(4); k > 0; k--) if (m.length) m[rnd(m.length)] = rnd(256);
+      parseAnswer(m);
+      parseQuery(m);
     }
   });
 });
