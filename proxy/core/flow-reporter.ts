@@ -121,7 +121,7 @@ function isoTime(now: number): string {
 }
 
 /** A string of characters JSON writes as they are (names, IPs, type names): quoted without escaping. */
-const PLAIN = /^[\w.:\-]*$/;
+const PLAIN = /^[\w.:-]*$/;
 const jsonString = (s: string): string => (PLAIN.test(s) ? `"${s}"` : JSON.stringify(s));
 const jsonStrings = (xs: readonly string[]): string => `[${xs.map(jsonString).join(',')}]`;
 
