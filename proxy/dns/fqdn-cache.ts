@@ -175,9 +175,12 @@ export class FqdnCache {
   }
 
   entries(): FqdnCacheEntry[] {
-    const out: FqdnCacheEntry[] = [];
-    for (const [name, m] of this.#byName) for (const [ip, e] of m) out.push({ name, ip, expiresAt: e.expiresAt, lookupAt: e.lookupAt });
-    return out;
+    return [...this.iterate()];
+  }
+
+  /** The entries one at a time (changes made while iterating may or may not be seen). */
+  *iterate(): Generator<FqdnCacheEntry> {
+    for (const [name, m] of this.#byName) for (const [ip, e] of m) yield { name, ip, expiresAt: e.expiresAt, lookupAt: e.lookupAt };
   }
 
   /** name → IPs (what the agent's engine mirrors). */

@@ -143,6 +143,33 @@ describe('FQDN cache (§5.5)', () => {
 });
 
 describe('the cache state file (journal)', () => {
+  test('compaction runs in the background; what is saved meanwhile survives it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mbr-cache-'));
+    try {
+      const file = path.join(dir, 'fqdn-cache.json');
+      const c = new FqdnCache({ minTtl: 0, maxIpsPerName: 10 });
+      const j = new CacheJournal(file);
+      const save = () => j.save(c.drain(), () => c.iterate(), c.size);
+      c.learn('a.test.', ['192.0.2.1'], 60, 0);
+      save();
+      // the same pair re-saved until the file is far longer than the cache
+      for (let i = 1; i <= 10_010 && !j.compacting; i++) {
+        c.learn('a.test.', ['192.0.2.1'], 60, i * 10_000);
+        save();
+      }
+      assert.equal(j.compacting, true);
+      c.learn('b.test.', ['192.0.2.2'], 60, 0); // saved while the compaction is under way
+      save();
+      while (j.compacting) await new Promise((r) => setImmediate(r));
+      const lines = readFileSync(file, 'utf8').trim().split('\n');
+      assert.ok(lines.length < 10, `compacted to ${lines.length} lines`);
+      const sort = (xs: Array<{ ip: string }>) => [...xs].sort((x, y) => x.ip.localeCompare(y.ip));
+      assert.deepEqual(sort(readCacheFile(file)), sort(c.entries()));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('appends what changed, replays to the same cache, compacts, skips a torn line', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mbr-cache-'));
     try {
