@@ -733,6 +733,8 @@ export class PolicyEngine {
 }
 
 const hostPrefixCache = new Map<string, string>();
+/** Bound of hostPrefixCache: learned FQDN addresses pass through it too (cleared when reached). */
+const HOST_PREFIX_CACHE_MAX = 65536;
 
 /** `a.b.c.d` → `a.b.c.d/32` in canonical form (cached: endpoint addresses repeat every sync). */
 function hostPrefix(ip: string): string {
@@ -740,6 +742,7 @@ function hostPrefix(ip: string): string {
   if (p === undefined) {
     const parsed = parsePrefix(ip);
     p = parsed ? formatPrefix(parsed) : ip;
+    if (hostPrefixCache.size >= HOST_PREFIX_CACHE_MAX) hostPrefixCache.clear();
     hostPrefixCache.set(ip, p);
   }
   return p;
