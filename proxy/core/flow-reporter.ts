@@ -294,8 +294,10 @@ export class AgentFlowReporter implements FlowReporter {
     }
     this.#queued -= records;
     this.#inFlight = true;
+    let settled = false;
     const done = (ok: boolean) => {
-      if (!this.#inFlight) return;
+      if (settled) return; // 'end' and 'error' may both come; a later POST is not this one's
+      settled = true;
       this.#inFlight = false;
       const chunks = this.#sending;
       this.#sending = [];
