@@ -14,11 +14,28 @@
  * what is appended meanwhile goes to the old file and, at the end, to the new one too, so either
  * file replays to the cache. A torn last line (crash while appending) is skipped.
  */
-import { appendFileSync, closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
 import type { FqdnCacheEntry } from './fqdn-cache.ts';
 
 const COMPACT_SLACK = 10_000;
 const COMPACT_CHUNK = 2000;
+/** Makes each temporary file's name unique within the process. */
+let tmpSeq = 0;
+const tmpName = (file: string) => `${file}.${process.pid}.${++tmpSeq}.tmp`;
+
+/** Removes temporary files an earlier process left (killed while writing one). */
+export function removeStaleTemporaries(file: string): void {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith(prefix) && n.endsWith('.tmp')) rmSync(path.join(dir, n), { force: true });
+}
 
 /** The entries a cache file holds (empty when missing or unreadable). */
 export function readCacheFile(file: string): FqdnCacheEntry[] {
@@ -103,7 +120,7 @@ export class CacheJournal {
   }
 
   #compact(entries: Iterable<FqdnCacheEntry>): void {
-    const tmp = `${this.file}.${process.pid}.tmp`;
+    const tmp = tmpName(this.file);
     try {
       const fd = openSync(tmp, 'w');
       writeSync(fd, '{"version":2}\n');
@@ -152,7 +169,7 @@ export class CacheJournal {
 
   /** Writes the whole cache at once. */
   rewrite(entries: Iterable<FqdnCacheEntry>): void {
-    const tmp = `${this.file}.${process.pid}.tmp`;
+    const tmp = tmpName(this.file);
     const lines = ['{"version":2}'];
     for (const e of entries) lines.push(upsertLine(e));
     writeFileSync(tmp, lines.join('\n') + '\n');

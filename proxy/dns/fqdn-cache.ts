@@ -28,15 +28,17 @@ export interface FqdnCacheEntry {
 }
 
 /**
- * An expiry that moved by less than this is not worth a state-file line: the larger of 1 s and a
- * tenth of the pair's TTL. Names asked all the time would otherwise rewrite their line every
+ * An expiry that moved by less than this is not worth a state-file line: a tenth of the pair's
+ * TTL, within 1–10 s. Names asked all the time would otherwise rewrite their line every
  * second (a thousand busy names cost the event loop milliseconds per save); after a crash of
- * the proxy a restored pair expires at most a tenth of its TTL early (and GC still keeps it
- * while a connection uses it).
+ * the proxy a restored pair expires at most that much early (and GC still keeps it while a
+ * connection uses it).
  */
 const SAVE_SLACK_MS = 1000;
 const SAVE_SLACK_TTL_FRACTION = 0.1;
-const saveSlack = (e: Entry): number => Math.max(SAVE_SLACK_MS, (e.expiresAt - e.lookupAt) * SAVE_SLACK_TTL_FRACTION);
+/** At most this much (a long TTL must not make a restored pair expire hours early). */
+const SAVE_SLACK_MAX_MS = 10_000;
+const saveSlack = (e: Entry): number => Math.min(SAVE_SLACK_MAX_MS, Math.max(SAVE_SLACK_MS, (e.expiresAt - e.lookupAt) * SAVE_SLACK_TTL_FRACTION));
 
 interface Entry {
   expiresAt: number;

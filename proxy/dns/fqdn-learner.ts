@@ -29,7 +29,7 @@ import { CtMap, ctEntryLive } from '../../src/datapath/ct-map.ts';
 import { FqdnResolver, type FqdnIdentityTable } from '../../src/l7/fqdn.ts';
 import type { IpcacheIdentities } from '../core/identities.ts';
 import type { AgentFqdnLink } from './agent-link.ts';
-import { CacheJournal, readCacheFile } from './cache-file.ts';
+import { CacheJournal, readCacheFile, removeStaleTemporaries } from './cache-file.ts';
 import { FqdnCache } from './fqdn-cache.ts';
 
 /**
@@ -84,6 +84,7 @@ export class FqdnLearner {
 
   /** Loads the persisted cache and starts garbage collection. */
   start(): void {
+    removeStaleTemporaries(this.file);
     const n = this.cache.load(readCacheFile(this.file));
     if (n) this.#o.log(`loaded ${n} DNS cache entries from ${this.file}`);
     this.#journal = this.#newJournal();

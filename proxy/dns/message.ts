@@ -194,7 +194,7 @@ export function parseAnswer(msg: Buffer): AnswerInfo | null {
         data = AAAA.decode(msg, rdata - 2);
       } else {
         const target = readName(msg, rdata);
-        if (!target) return null;
+        if (!target || target[1] !== rdata + rdlen) return null;
         data = target[0];
       }
       records.push({ owner: owner[0] === qnameRaw ? out.qname : normalizeDnsName(owner[0]!), type, ttl: msg.readUInt32BE(end + 4), data });

@@ -128,6 +128,10 @@ class UdpUpstream {
 
   readonly #sender: DatagramSender;
   readonly #onDead: () => void;
+  /** node:dgram reports a failed send only to its callback (one shared callback, not one per datagram). */
+  readonly #onSendError = (err: Error | null): void => {
+    if (err) this.#fail();
+  };
 
   /** ICMP unreachable (ECONNREFUSED) or a send error: fail what waits, make a new socket next time. */
   #fail(): void {
@@ -141,7 +145,6 @@ class UdpUpstream {
   query(msg: Buffer): Promise<Buffer | null> {
     const q = this.pending.add(msg);
     if (!q) return Promise.resolve(null);
-    // a send error is the socket's 'error' (above): no callback per datagram
     if (this.#isReady) this.#send(q.wire);
     else this.#ready.then(() => this.#send(q.wire), () => this.pending.failAll());
     return q.answer;
@@ -159,7 +162,7 @@ class UdpUpstream {
       return;
     }
     try {
-      this.socket.send(wire); // queued by node:dgram until the socket drains
+      this.socket.send(wire, this.#onSendError); // queued by node:dgram until the socket drains
     } catch {
       this.pending.failAll(); // closed meanwhile
     }
