@@ -143,13 +143,21 @@ describe('FQDN cache (§5.5)', () => {
 });
 
 describe('the cache state file (journal)', () => {
-  test('compaction runs in the background; what is saved meanwhile survives it', async () => {
+  /** A cache and its journal in a temporary directory, removed after `fn`. */
+  async function withJournal(fn: (o: { file: string; c: FqdnCache; j: CacheJournal; save: () => void }) => void | Promise<void>): Promise<void> {
     const dir = mkdtempSync(path.join(tmpdir(), 'mbr-cache-'));
     try {
       const file = path.join(dir, 'fqdn-cache.json');
       const c = new FqdnCache({ minTtl: 0, maxIpsPerName: 10 });
       const j = new CacheJournal(file);
-      const save = () => j.save(c.drain(), () => c.iterate(), c.size);
+      await fn({ file, c, j, save: () => j.save(c.drain(), () => c.iterate(), c.size) });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  test('compaction runs in the background; what is saved meanwhile survives it', () =>
+    withJournal(async ({ file, c, j, save }) => {
       c.learn('a.test.', ['192.0.2.1'], 60, 0);
       save();
       // the same pair re-saved until the file is far longer than the cache
@@ -165,18 +173,10 @@ describe('the cache state file (journal)', () => {
       assert.ok(lines.length < 10, `compacted to ${lines.length} lines`);
       const sort = (xs: Array<{ ip: string }>) => [...xs].sort((x, y) => x.ip.localeCompare(y.ip));
       assert.deepEqual(sort(readCacheFile(file)), sort(c.entries()));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  test('appends what changed, replays to the same cache, compacts, skips a torn line', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'mbr-cache-'));
-    try {
-      const file = path.join(dir, 'fqdn-cache.json');
-      const c = new FqdnCache({ minTtl: 0, maxIpsPerName: 10 });
-      const j = new CacheJournal(file);
-      const save = () => j.save(c.drain(), () => c.entries(), c.size);
+  test('appends what changed, replays to the same cache, compacts, skips a torn line', () =>
+    withJournal(({ file, c, save }) => {
       c.learn('a.test.', ['192.0.2.1', '192.0.2.2'], 60, 0);
       save(); // first save rewrites: header + 2
       c.learn('a.test.', ['192.0.2.1'], 60, 500); // expiry moved by 0.5 s: not worth a line
@@ -189,16 +189,13 @@ describe('the cache state file (journal)', () => {
       const back = readCacheFile(file).sort((x, y) => x.ip.localeCompare(y.ip));
       assert.deepEqual(back, c.entries().sort((x, y) => x.ip.localeCompare(y.ip)));
       assert.equal(back.find((e) => e.ip === '192.0.2.1')!.expiresAt, 125_000);
-      assert.deepEqual(readCacheFile(path.join(dir, 'missing')), []);
+      assert.deepEqual(readCacheFile(path.join(path.dirname(file), 'missing')), []);
       // removed and learned again between two saves: present after replay
       c.remove('b.test.', '192.0.2.3');
       c.learn('b.test.', ['192.0.2.3'], 60, 9000);
       save();
       assert.ok(readCacheFile(file).some((e) => e.name === 'b.test.' && e.ip === '192.0.2.3'));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
 
 describe('upstream multiplexing', () => {
