@@ -6,11 +6,13 @@
  *
  * How queries arrive: port-53 flows the policy redirects (`rules.dns`) are bpf_sk_assign-ed to
  * 127.0.0.1:<dns proxy port> in the node namespace.
- * - UDP: a socket bound there. Node cannot read IP_ORIGDSTADDR, so the datapath records each
- *   redirected datagram's original destination in mbr_origdst_v1 keyed by the client's
- *   address and port (src/datapath/proxy-orig-map.ts). The answer goes back from a transparent
- *   socket bound to the original server's address and port, so the client sees the server it
- *   asked answer (no NAT).
+ * - UDP: a socket bound there, owned and polled by node:dgram. Node delivers one datagram per
+ *   callback and cannot read IP_ORIGDSTADDR, so for that one the original destination comes from
+ *   mbr_origdst_v1, where the datapath records it keyed by the client's address and port
+ *   (src/datapath/proxy-orig-map.ts); the datagrams waiting behind it are then read in batches
+ *   (recvmmsg, DatagramReceiver) with their IP_ORIGDSTADDR, no map lookup. Answers from upstream
+ *   are drained the same way. The answer goes back from a transparent socket bound to the
+ *   original server's address and port, so the client sees the server it asked answer (no NAT).
  * - TCP: a transparent listener; the original destination is the accepted socket's local address.
  *
  * Each query (handle):
@@ -31,7 +33,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Settings } from '../../src/config.ts';
 import { ProxyOrigMap } from '../../src/datapath/proxy-orig-map.ts';
-import { DatagramSender, setReceiveBuffer, transparentListenFd, transparentReplyFd } from '../../src/datapath/sockets.ts';
+import { DatagramReceiver, DatagramSender, setReceiveBuffer, setReceiveOrigDst, transparentListenFd, transparentReplyFd } from '../../src/datapath/sockets.ts';
 import { normalizeDnsName } from '../../src/l7/dns.ts';
 import type { IpcacheIdentities } from '../core/identities.ts';
 import type { ConnContext, ProtocolDeps, RequestDecision } from '../core/types.ts';
@@ -54,6 +56,8 @@ const MAX_REPLY_SOCKETS = 256;
 const TCP_WRITE_HIGH_WATER = 1 << 20;
 /** Bounds of the per-policy caches (cleared when reached). */
 const MAX_CACHED = 16384;
+/** Batches read from the listener per datagram node:dgram delivers (other work gets its turn). */
+const DRAIN_BATCHES = 4;
 
 export interface DnsProxyOptions {
   bpfRoot: string;
@@ -77,6 +81,9 @@ export class DnsProxy {
   readonly #replySockets = new Map<string, { socket: dgram.Socket; sender: DatagramSender }>();
   readonly #conns = new Set<net.Socket>();
   #udp?: dgram.Socket;
+  #udpFd = -1;
+  /** Batch reads for the listener and the upstream sockets (one arena: each read is copied out at once). */
+  readonly #rx = new DatagramReceiver();
   #tcp?: net.Server;
   #orig: ProxyOrigMap | null = null;
   #origRetryAt = 0;
@@ -88,7 +95,7 @@ export class DnsProxy {
 
   private constructor(o: DnsProxyOptions) {
     this.#o = o;
-    this.#udpUpstreams = new UdpUpstreams(o.settings.dnsUpstreamTimeoutMs);
+    this.#udpUpstreams = new UdpUpstreams(o.settings.dnsUpstreamTimeoutMs, this.#rx);
   }
 
   /** Listens on UDP and TCP. @throws when a socket cannot be made (nothing is left open) */
@@ -122,6 +129,8 @@ export class DnsProxy {
     this.#udp = udp;
     const fd = transparentListenFd(host, port, { type: 'udp' });
     setReceiveBuffer(fd, LISTENER_RCVBUF);
+    setReceiveOrigDst(fd);
+    this.#udpFd = fd;
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       udp.bind({ fd }, () => {
@@ -130,7 +139,10 @@ export class DnsProxy {
       });
     });
     udp.on('error', (e) => this.#o.log(`DNS UDP listener: ${e.message}`));
-    udp.on('message', (msg, rinfo) => this.#onDatagram(msg, rinfo));
+    udp.on('message', (msg, rinfo) => {
+      this.#onDatagram(msg, rinfo.address, rinfo.port, null);
+      this.#drain();
+    });
     const tcp = net.createServer({ noDelay: true }, (s) => this.#onConnection(s));
     this.#tcp = tcp;
     await new Promise<void>((resolve, reject) => {
@@ -172,23 +184,49 @@ export class DnsProxy {
     return this.#orig;
   }
 
-  #onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    let orig: ReturnType<ProxyOrigMap['lookup']>;
-    try {
-      orig = this.#origMap()?.lookup(rinfo.address, rinfo.port, 17);
-    } catch {
-      this.#orig?.close();
-      this.#orig = null; // pins replaced: reopen next time
+  /** Reads the queries waiting behind the one node:dgram delivered, in batches. */
+  #drain(): void {
+    const rx = this.#rx;
+    for (let b = 0; b < DRAIN_BATCHES; b++) {
+      const n = rx.receive(this.#udpFd);
+      if (n < 0) {
+        this.#o.log(`DNS UDP listener: receive failed (errno ${-n})`);
+        return;
+      }
+      for (let i = 0; i < n; i++) this.#onDatagram(rx.data(i), rx.sourceIp(i), rx.sourcePort(i), rx.origDst(i));
+      if (n < rx.slots) return;
     }
-    if (!orig) {
+  }
+
+  /**
+   * One query datagram from `ip:port`.
+   * @param sentTo where the client sent it (IP_ORIGDSTADDR), or null to look it up in mbr_origdst_v1
+   */
+  #onDatagram(msg: Buffer, ip: string, port: number, sentTo: { ip: string; port: number } | null): void {
+    let server: ConnContext['server'] | undefined;
+    let identity = 0;
+    if (sentTo) server = { ip: sentTo.ip, port: sentTo.port, identity: this.#identityOf(sentTo.ip) };
+    else {
+      try {
+        const orig = this.#origMap()?.lookup(ip, port, 17);
+        if (orig) {
+          server = { ip: orig.ip, port: orig.port, identity: this.#identityOf(orig.ip) };
+          identity = orig.identity;
+        }
+      } catch {
+        this.#orig?.close();
+        this.#orig = null; // pins replaced: reopen next time
+      }
+    }
+    if (!server) {
       // Without the original server there is nobody to forward to or answer as: drop (the
       // client retries). Happens only when the map lost the entry (LRU) or is not there.
       this.stats.noOrigDst++;
       return;
     }
     const ctx: ConnContext = {
-      client: { ip: rinfo.address, port: rinfo.port, identity: orig.identity || this.#identityOf(rinfo.address) },
-      server: { ip: orig.ip, port: orig.port, identity: this.#identityOf(orig.ip) },
+      client: { ip, port, identity: identity || this.#identityOf(ip) },
+      server,
       proxyPort: this.port,
       proto: 17,
     };
@@ -360,7 +398,8 @@ export class DnsProxy {
   }
 
   status(): Record<string, unknown> {
-    return { port: this.port, inflight: this.#inflight, tcpConnections: this.#conns.size, upstreamSockets: this.#udpUpstreams.size, ...this.stats };
+    // batchRead: datagrams (queries and answers) read in batches rather than one per node:dgram callback
+    return { port: this.port, inflight: this.#inflight, tcpConnections: this.#conns.size, upstreamSockets: this.#udpUpstreams.size, batchRead: this.#rx.received, ...this.stats };
   }
 
   async stop(): Promise<void> {

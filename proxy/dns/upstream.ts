@@ -20,8 +20,11 @@ import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { proxyMark } from '../../src/datapath/layout.ts';
-import { DatagramSender, markedDgramFd, setReceiveBuffer } from '../../src/datapath/sockets.ts';
+import { DatagramSender, markedDgramFd, setReceiveBuffer, type DatagramReceiver } from '../../src/datapath/sockets.ts';
 import { messageId, setId } from './message.ts';
+
+/** Batches of answers read per answer node:dgram delivers. */
+const DRAIN_BATCHES = 4;
 
 interface Pending {
   resolve: (resp: Buffer | null) => void;
@@ -105,10 +108,12 @@ class UdpUpstream {
   #isReady = false;
   dead = false;
 
-  constructor(identity: number, ip: string, port: number, timeoutMs: number, onDead: () => void) {
+  constructor(identity: number, ip: string, port: number, timeoutMs: number, onDead: () => void, rx?: DatagramReceiver) {
     this.pending = new PendingQueries(timeoutMs);
     this.socket = dgram.createSocket({ type: 'udp4' });
     const fd = markedDgramFd(proxyMark(identity));
+    this.#fd = fd;
+    this.#rx = rx;
     setReceiveBuffer(fd, 4 << 20);
     this.#ready = new Promise<void>((resolve, reject) => {
       this.socket.once('error', reject);
@@ -122,12 +127,33 @@ class UdpUpstream {
     });
     this.#sender = new DatagramSender(fd);
     this.#onDead = onDead;
-    this.socket.on('message', (resp) => this.pending.answer(resp));
+    this.socket.on('message', (resp) => {
+      this.pending.answer(resp);
+      this.#drain();
+    });
     this.socket.on('error', () => this.#fail());
   }
 
   readonly #sender: DatagramSender;
+  readonly #fd: number;
+  readonly #rx: DatagramReceiver | undefined;
   readonly #onDead: () => void;
+
+  /** Reads the answers waiting behind the one node:dgram delivered, in batches. */
+  #drain(): void {
+    const rx = this.#rx;
+    if (!rx) return;
+    for (let b = 0; b < DRAIN_BATCHES; b++) {
+      if (this.dead) return;
+      const n = rx.receive(this.#fd);
+      if (n < 0) {
+        this.#fail(); // e.g. ECONNREFUSED: an ICMP error node:dgram would have reported
+        return;
+      }
+      for (let i = 0; i < n; i++) this.pending.answer(rx.data(i));
+      if (n < rx.slots) return;
+    }
+  }
   /** node:dgram reports a failed send only to its callback (one shared callback, not one per datagram). */
   readonly #onSendError = (err: Error | null): void => {
     if (err) this.#fail();
@@ -187,9 +213,12 @@ const MAX_UPSTREAM_SOCKETS = 1024;
 export class UdpUpstreams {
   readonly #sockets = new Map<string, UdpUpstream>();
   readonly #timeoutMs: number;
+  readonly #rx: DatagramReceiver | undefined;
 
-  constructor(timeoutMs: number) {
+  /** @param rx batch reads of answers (without: node:dgram delivers each) */
+  constructor(timeoutMs: number, rx?: DatagramReceiver) {
     this.#timeoutMs = timeoutMs;
+    this.#rx = rx;
   }
 
   get size(): number {
@@ -208,7 +237,7 @@ export class UdpUpstreams {
       }
       const made: UdpUpstream = new UdpUpstream(identity, ip, port, this.#timeoutMs, () => {
         if (this.#sockets.get(key) === made) this.#sockets.delete(key);
-      });
+      }, this.#rx);
       u = made;
       this.#sockets.set(key, u);
     }

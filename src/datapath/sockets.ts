@@ -16,8 +16,8 @@
  * (transparentReplyFd), so the client sees the server it asked. Every fd is adopted with
  * `dgram.createSocket('udp4').bind({ fd })`.
  */
-import { errno, libc, strerror } from './libbpf.ts';
-import { ipv4Bytes, writeIpv4 } from './addr.ts';
+import { addressOf, errno, libc, strerror } from './libbpf.ts';
+import { ipv4Bytes, ipv4Text, writeIpv4 } from './addr.ts';
 import { SocketError } from './errors.ts';
 
 const AF_INET = 2;
@@ -32,7 +32,9 @@ const SO_RCVBUF = 8;
 const SO_RCVBUFFORCE = 33;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
+const IP_RECVORIGDSTADDR = 20; // also the cmsg type of the answer, IP_ORIGDSTADDR
 const MSG_DONTWAIT = 0x40;
+const MSG_TRUNC = 0x20;
 const EAGAIN = 11;
 const ENOBUFS = 105;
 
@@ -64,6 +66,16 @@ export function setReceiveBuffer(fd: number, bytes: number): void {
   } catch {
     setInt(fd, SOL_SOCKET, SO_RCVBUF, bytes, 'setsockopt SO_RCVBUF');
   }
+}
+
+/**
+ * Asks the kernel to attach each datagram's destination address (IP_ORIGDSTADDR) to what a
+ * {@link DatagramReceiver} reads: on a transparent socket fed by bpf_sk_assign that is the address the
+ * client sent to (datapath-trial.md §4 variant iii).
+ * @throws SocketError
+ */
+export function setReceiveOrigDst(fd: number): void {
+  setInt(fd, SOL_IP, IP_RECVORIGDSTADDR, 1, 'setsockopt IP_RECVORIGDSTADDR');
 }
 
 /** Sets SO_MARK on a socket (e.g. `proxyMark(identity)`). @throws SocketError (needs CAP_NET_ADMIN) */
@@ -211,5 +223,137 @@ export class DatagramSender {
     if (rc >= 0) return 'busy'; // a datagram is sent whole or not at all
     const e = errno();
     return e === EAGAIN || e === ENOBUFS ? 'busy' : e;
+  }
+}
+
+/**
+ * Reads the datagrams waiting on a UDP socket's fd in one call (`recvmmsg` with MSG_DONTWAIT), into
+ * buffers made once, for the DNS proxy: node:dgram hands over one datagram per callback (an
+ * ArrayBuffer, an address object and a callback scope each) and cannot return control messages.
+ * A receiver is an arena, not a socket: it reads whichever fd it is given, and what it read is valid
+ * until the next {@link receive} (copy with {@link data}). Node keeps owning and polling the socket;
+ * the caller drains it with this after Node delivered a datagram.
+ *
+ * Layouts (x86_64): `struct mmsghdr` 64 bytes = `struct msghdr` (`void *msg_name @0; socklen_t
+ * msg_namelen @8; struct iovec *msg_iov @16; size_t msg_iovlen @24; void *msg_control @32; size_t
+ * msg_controllen @40; int msg_flags @48`) + `unsigned msg_len @56`; `struct iovec` 16 (`base @0, len @8`);
+ * the name a `struct sockaddr_in` (16); control room for one IP_ORIGDSTADDR message, CMSG_SPACE(16) = 32
+ * (`size_t cmsg_len @0; int cmsg_level @8; int cmsg_type @12; struct sockaddr_in @16`).
+ */
+export class DatagramReceiver {
+  readonly slots: number;
+  readonly #slotBytes: number;
+  readonly #vec: Buffer;
+  readonly #iov: Buffer;
+  readonly #names: Buffer;
+  readonly #ctrl: Buffer;
+  readonly #data: Buffer;
+  readonly #c = libc();
+  readonly #texts = new Map<number, string>();
+  #count = 0;
+  /** Datagrams read so far. */
+  received = 0;
+
+  /**
+   * @param slots datagrams read per call at most
+   * @param slotBytes room per datagram; 65536 holds any IPv4 UDP payload (a longer one is reported truncated)
+   */
+  constructor(slots = 32, slotBytes = 65536) {
+    this.slots = slots;
+    this.#slotBytes = slotBytes;
+    this.#vec = Buffer.alloc(slots * 64);
+    this.#iov = Buffer.alloc(slots * 16);
+    this.#names = Buffer.alloc(slots * 16);
+    this.#ctrl = Buffer.alloc(slots * 32);
+    this.#data = Buffer.alloc(slots * slotBytes);
+    const iov = addressOf(this.#iov);
+    const names = addressOf(this.#names);
+    const ctrl = addressOf(this.#ctrl);
+    const data = addressOf(this.#data);
+    for (let i = 0; i < slots; i++) {
+      const m = i * 64;
+      this.#vec.writeBigUInt64LE(names + BigInt(i * 16), m);
+      this.#vec.writeBigUInt64LE(iov + BigInt(i * 16), m + 16);
+      this.#vec.writeBigUInt64LE(1n, m + 24);
+      this.#vec.writeBigUInt64LE(ctrl + BigInt(i * 32), m + 32);
+      this.#iov.writeBigUInt64LE(data + BigInt(i * slotBytes), i * 16);
+      this.#iov.writeBigUInt64LE(BigInt(slotBytes), i * 16 + 8);
+      this.#reset(i);
+    }
+  }
+
+  /** The kernel writes back the lengths of name and control data: give each slot its room again. */
+  #reset(i: number): void {
+    const m = i * 64;
+    this.#vec.writeUInt32LE(16, m + 8);
+    this.#vec.writeUInt32LE(32, m + 40);
+    this.#vec.writeUInt32LE(0, m + 44);
+    this.#vec.writeInt32LE(0, m + 48);
+  }
+
+  /**
+   * Reads up to {@link slots} datagrams waiting on `fd`, without blocking.
+   * @returns how many were read (0: none waiting), or a negative errno (e.g. -ECONNREFUSED on a
+   *   connected socket after an ICMP error)
+   */
+  receive(fd: number): number {
+    for (let i = 0; i < this.#count; i++) this.#reset(i);
+    this.#count = 0;
+    const n = this.#c.recvmmsg(fd, this.#vec, this.slots, MSG_DONTWAIT, null);
+    if (n < 0) {
+      const e = errno();
+      return e === EAGAIN ? 0 : -e;
+    }
+    this.#count = n;
+    this.received += n;
+    return n;
+  }
+
+  /** Datagram `i` of the last {@link receive}: a copy of its bytes. */
+  data(i: number): Buffer {
+    const len = Math.min(this.#vec.readUInt32LE(i * 64 + 56), this.#slotBytes);
+    const out = Buffer.allocUnsafe(len);
+    this.#data.copy(out, 0, i * this.#slotBytes, i * this.#slotBytes + len);
+    return out;
+  }
+
+  /** Whether datagram `i` was longer than the room for it (its bytes are cut short). */
+  truncated(i: number): boolean {
+    return (this.#vec.readInt32LE(i * 64 + 48) & MSG_TRUNC) !== 0;
+  }
+
+  /** Source address of datagram `i` (IPv4 text). */
+  sourceIp(i: number): string {
+    return this.#text(this.#names, i * 16 + 4);
+  }
+
+  /** Source port of datagram `i`. */
+  sourcePort(i: number): number {
+    return this.#names.readUInt16BE(i * 16 + 2);
+  }
+
+  /**
+   * The address datagram `i` was sent to, from its IP_ORIGDSTADDR message ({@link setReceiveOrigDst}).
+   * @returns null when the datagram carries none
+   */
+  origDst(i: number): { ip: string; port: number } | null {
+    const m = i * 64;
+    const c = i * 32;
+    if (this.#vec.readUInt32LE(m + 40) < 32) return null;
+    if (this.#ctrl.readInt32LE(c + 8) !== SOL_IP || this.#ctrl.readInt32LE(c + 12) !== IP_RECVORIGDSTADDR) return null;
+    if (this.#ctrl.readUInt16LE(c + 16) !== AF_INET) return null;
+    return { ip: this.#text(this.#ctrl, c + 20), port: this.#ctrl.readUInt16BE(c + 18) };
+  }
+
+  /** Dotted text of the 4 bytes at `off`, made once per address (a few thousand kept). */
+  #text(buf: Buffer, off: number): string {
+    const key = buf.readUInt32BE(off);
+    let t = this.#texts.get(key);
+    if (t === undefined) {
+      if (this.#texts.size >= 4096) this.#texts.clear();
+      t = ipv4Text(buf, off);
+      this.#texts.set(key, t);
+    }
+    return t;
   }
 }

@@ -97,6 +97,49 @@ sock.close();
 console.log(JSON.stringify({ ok, failures: failures.slice(0, 10), failed: failures.length }));
 `;
 
+/**
+ * Sends queries in bursts of 100 from four sockets at once, without waiting for answers (allowed
+ * names and a denied one, each id unique per socket), then checks every answer; prints a summary.
+ * (Bursts, not all at once: a thousand at once overflow dnsmasq's own receive buffer.)
+ */
+const BURST = `
+import dgram from 'node:dgram';
+const dnsPacket = (await import(process.argv[2])).default;
+const [server, perSocket] = process.argv.slice(3);
+const expected = new Map();
+const wrong = [];
+let answered = 0;
+const socks = [0, 1, 2, 3].map((s) => {
+  const sock = dgram.createSocket('udp4');
+  sock.on('message', (m) => {
+    const d = dnsPacket.decode(m);
+    const want = expected.get(s + ':' + d.id);
+    if (!want) return wrong.push('unexpected id ' + d.id);
+    expected.delete(s + ':' + d.id);
+    answered++;
+    const got = d.rcode === 'NOERROR' ? d.answers.find((a) => a.type === 'A')?.data : d.rcode;
+    if (got !== want.answer || d.questions[0]?.name !== want.name) wrong.push(want.name + ': ' + got);
+  });
+  return sock;
+});
+await Promise.all(socks.map((sock) => new Promise((r) => sock.bind(0, r))));
+for (let i = 0; i < Number(perSocket); i++) {
+  if (i % 25 === 0) await new Promise((r) => setTimeout(r, 30));
+  for (let s = 0; s < socks.length; s++) {
+    const k = (i * socks.length + s) % 1000;
+    const denied = i % 10 === 9;
+    const name = denied ? 'evil.org' : 'n' + k + '.cdn.example.com';
+    const answer = denied ? 'REFUSED' : '93.184.' + (10 + Math.floor(k / 250)) + '.' + ((k % 250) + 1);
+    expected.set(s + ':' + i, { name, answer });
+    socks[s].send(dnsPacket.encode({ type: 'query', id: i, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }), 53, server);
+  }
+}
+const deadline = Date.now() + 10000;
+while (expected.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+for (const s of socks) s.close();
+console.log(JSON.stringify({ answered, missing: expected.size, wrong: wrong.slice(0, 10), wrongCount: wrong.length }));
+`;
+
 /** Holds one TCP connection open, writing a numbered line every 300 ms and printing the echoes. */
 const HOLD_CONN = `
 import net from 'node:net';
@@ -273,6 +316,21 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
     const st = (await proxyGet(agent.paths.stateDir, '/v1/status'))!.dns as { fqdn: { written: number; heldTimeouts: number } };
     assert.ok(st.fqdn.written >= 1000, JSON.stringify(st));
     assert.equal(st.fqdn.heldTimeouts, 0, JSON.stringify(st));
+  });
+
+  test('bursts of queries from several sockets: each answered right, the waiting ones read in batches', async () => {
+    const before = (await proxyGet(agent.paths.stateDir, '/v1/status'))!.dns as { batchRead: number; noOrigDst: number };
+    const script = node.writeFile('burst.mjs', BURST);
+    const dnsPacketPath = path.join(REPO_ROOT, 'node_modules', 'dns-packet', 'index.js');
+    const r = await inNs(client, process.execPath, [script, dnsPacketPath, DNS_IP, '250'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { answered: number; missing: number; wrong: string[]; wrongCount: number };
+    assert.equal(out.wrongCount, 0, JSON.stringify(out.wrong));
+    assert.equal(out.missing, 0, JSON.stringify(out));
+    assert.equal(out.answered, 1000);
+    const after = (await proxyGet(agent.paths.stateDir, '/v1/status'))!.dns as { batchRead: number; noOrigDst: number };
+    assert.ok(after.batchRead > before.batchRead, `nothing was read in batches: ${JSON.stringify(after)}`);
+    assert.equal(after.noOrigDst, before.noOrigDst);
   });
 
   test('audit mode forwards a would-be-denied query and reports it AUDIT (DESIGN §2)', async () => {
