@@ -204,7 +204,7 @@ export class Agent {
       status: () => this.status(),
       flows: (n, filter) => this.flows.last(n, filter),
       subscribe: (fn) => this.flows.subscribe(fn),
-      ingest: (lines) => this.flows.addRaw(lines),
+      ingest: (body) => this.flows.addRaw(body),
       fqdn: (update) =>
         new Promise((resolve, reject) =>
           this.#enqueue('DNS cache update', () => {

@@ -15,7 +15,7 @@ import http from 'node:http';
 import { isIP } from 'node:net';
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
-import type { FlowFilter, FlowRecord } from './flows.ts';
+import type { FlowFilter, FlowRecord, RawIngest } from './flows.ts';
 import { flowMatches } from './flows.ts';
 
 export const DEFAULT_SOCKET = '/run/membrane/agent.sock';
@@ -24,8 +24,12 @@ export interface ApiHandlers {
   status(): unknown;
   flows(last: number, filter: FlowFilter): FlowRecord[];
   subscribe(fn: (f: FlowRecord) => void): () => void;
-  /** Adds flows reported by the proxy: JSON records, one per line (checked when read). */
-  ingest?(lines: string[]): void;
+  /**
+   * Adds flows reported by the proxy: a POST body's chunks as received, JSON records one per line
+   * (checked when read); lines may span chunks. The chunks are the handler's to keep.
+   * @returns lines taken (they start with `{`) and other non-blank lines rejected
+   */
+  ingest?(body: readonly Buffer[]): RawIngest;
   /** Applies DNS cache changes reported by the proxy; resolves with what to answer. */
   fqdn?(update: FqdnUpdateBody): Promise<unknown>;
 }
@@ -102,16 +106,10 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
             res.end(JSON.stringify({ error: 'too large' }));
             return;
           }
-          const lines: string[] = [];
-          let bad = 0;
-          for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
-            if (!line.trim()) continue;
-            if (line.startsWith('{')) lines.push(line);
-            else bad++;
-          }
-          h.ingest!(lines);
+          // the chunks as they came: no concatenated copy, no string (the store keeps bytes)
+          const { accepted, rejected } = h.ingest!(chunks);
           res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ accepted: lines.length, rejected: bad }));
+          res.end(JSON.stringify({ accepted, rejected }));
         });
         return;
       }

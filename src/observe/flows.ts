@@ -140,9 +140,52 @@ export function isFlowRecord(x: unknown): x is FlowRecord {
   );
 }
 
-/** A record kept as the proxy sent it (JSON text), parsed when first read. */
-interface RawFlow {
-  raw: string;
+/** What a batch of reported records held: lines taken (they start with `{`) and other non-blank lines. */
+export interface RawIngest {
+  accepted: number;
+  rejected: number;
+}
+
+const NEWLINE = 0x0a;
+const OPEN_BRACE = 0x7b;
+
+/**
+ * Some of the proxy's records as they arrived: one chunk of a request body (or one line that
+ * spanned chunks, copied) and where its taken lines lie: line `i` is `bytes[bounds[2i]..bounds[2i+1])`,
+ * without its newline. Only ring slots refer to a segment, so it is freed once the last of its
+ * records is overwritten or parsed.
+ */
+class RawSegment {
+  constructor(
+    readonly bytes: Buffer,
+    readonly bounds: Int32Array,
+  ) {}
+
+  /** Line `i` as a flow record, or null when it is not one. */
+  record(i: number): FlowRecord | null {
+    try {
+      const f: unknown = JSON.parse(this.bytes.toString('utf8', this.bounds[2 * i], this.bounds[2 * i + 1]));
+      return isFlowRecord(f) ? f : null;
+    } catch {
+      return null;
+    }
+  }
+}
+
+/**
+ * Classifies `b[s..e)` as the text of a line would be: 1 when it starts with `{` (a record),
+ * 0 when blank (only white space as `String#trim` sees it), -1 otherwise.
+ */
+function lineKind(b: Buffer, s: number, e: number): 1 | 0 | -1 {
+  if (s < e && b[s] === OPEN_BRACE) return 1;
+  for (let i = s; i < e; i++) {
+    const c = b[i]!;
+    if (c === 0x20 || (c >= 0x09 && c <= 0x0d)) continue;
+    if (c < 0x80) return -1;
+    // non-ASCII: Unicode white space (NBSP, U+2028, a BOM, …) is blank too; rare, so decode
+    return b.toString('utf8', s, e).trim() ? -1 : 0;
+  }
+  return 0;
 }
 
 /**
@@ -151,16 +194,23 @@ interface RawFlow {
  * L7 records reported by the proxy are kept as the JSON text they arrived in and parsed only
  * when read (the proxy reports one per request: parsing each on arrival cost the agent more
  * CPU than anything else under load); a line that is not a flow record is skipped when read.
+ * That text stays in the request body's own chunks (a slot holds the chunk's segment and a line
+ * number): a string or object per record cost the agent page faults, copies and GC under load.
  */
 export class FlowStore {
   readonly capacity: number;
-  readonly #ring: Array<FlowRecord | RawFlow | null> = [];
+  readonly #ring: Array<FlowRecord | RawSegment | null> = [];
+  /** For a slot holding a RawSegment, the line of it that is the record. */
+  readonly #lineOf: Int32Array;
   #start = 0;
+  /** Bounds of the taken lines of the chunk being split (grows). */
+  #bounds = new Int32Array(1024);
   readonly #recentDrops = new Map<string, { record: FlowRecord; at: number }>();
   readonly #listeners = new Set<(f: FlowRecord) => void>();
 
   constructor(capacity = 20000) {
     this.capacity = capacity;
+    this.#lineOf = new Int32Array(capacity);
   }
 
   add(f: FlowRecord, now = Date.now()): void {
@@ -177,36 +227,100 @@ export class FlowStore {
         for (const [k, v] of this.#recentDrops) if (now - v.at >= 5000) this.#recentDrops.delete(k);
       }
     }
-    this.#push(f);
+    this.#push(f, 0);
     for (const l of this.#listeners) l(f);
   }
 
-  /** Adds L7 records as JSON text, one per line (parsed when read). */
-  addRaw(lines: readonly string[]): void {
-    for (const raw of lines) {
-      const r: RawFlow = { raw };
-      this.#push(r);
+  /**
+   * Adds L7 records as the proxy sent them: the chunks of one body, together JSON text with one
+   * record per line (parsed when read). Lines may span chunks; the body's end ends its last line.
+   * Lines starting with `{` are taken, blank ones skipped, others rejected (counted only).
+   * The chunks are kept, not copied (only a line spanning two is): do not reuse their memory.
+   * @param chunks the body, in order
+   * @returns how many lines were taken and rejected
+   */
+  addRaw(chunks: readonly Buffer[]): RawIngest {
+    const counts: RawIngest = { accepted: 0, rejected: 0 };
+    let carry: Buffer[] = []; // the start of a line begun in earlier chunks
+    let carried = 0;
+    for (const chunk of chunks) {
+      let s = 0; // where the current line starts
+      if (carry.length) {
+        const nl = chunk.indexOf(NEWLINE);
+        if (nl < 0) {
+          carry.push(chunk);
+          carried += chunk.length;
+          continue;
+        }
+        carry.push(chunk.subarray(0, nl));
+        this.#addSpanning(carry, carried + nl, counts);
+        carry = [];
+        carried = 0;
+        s = nl + 1;
+      }
+      let n = 0;
+      for (let nl = chunk.indexOf(NEWLINE, s); nl >= 0; s = nl + 1, nl = chunk.indexOf(NEWLINE, s)) {
+        const kind = lineKind(chunk, s, nl);
+        if (kind < 0) counts.rejected++;
+        if (kind <= 0) continue;
+        if (2 * n + 2 > this.#bounds.length) {
+          const bigger = new Int32Array(2 * this.#bounds.length);
+          bigger.set(this.#bounds);
+          this.#bounds = bigger;
+        }
+        this.#bounds[2 * n] = s;
+        this.#bounds[2 * n + 1] = nl;
+        n++;
+      }
+      if (n) {
+        counts.accepted += n;
+        this.#addSegment(new RawSegment(chunk, this.#bounds.slice(0, 2 * n)));
+      }
+      if (s < chunk.length) {
+        carry.push(chunk.subarray(s));
+        carried += chunk.length - s;
+      }
+    }
+    if (carry.length) this.#addSpanning(carry, carried, counts);
+    return counts;
+  }
+
+  /** Adds the line made of `pieces` (`length` bytes in all), copied into a segment of its own. */
+  #addSpanning(pieces: readonly Buffer[], length: number, counts: RawIngest): void {
+    const line = Buffer.allocUnsafeSlow(length); // its own memory: a pooled slab would be kept with it
+    let at = 0;
+    for (const p of pieces) {
+      line.set(p, at);
+      at += p.length;
+    }
+    const kind = lineKind(line, 0, length);
+    if (kind < 0) counts.rejected++;
+    if (kind <= 0) return;
+    counts.accepted++;
+    this.#addSegment(new RawSegment(line, Int32Array.of(0, length)));
+  }
+
+  #addSegment(seg: RawSegment): void {
+    const n = seg.bounds.length / 2;
+    for (let i = 0; i < n; i++) {
+      this.#push(seg, i);
       if (this.#listeners.size === 0) continue;
-      const f = this.#parse(r);
+      const f = seg.record(i);
       if (f) for (const l of this.#listeners) l(f);
     }
   }
 
-  #push(f: FlowRecord | RawFlow): void {
-    if (this.#ring.length < this.capacity) this.#ring.push(f);
-    else {
-      this.#ring[this.#start] = f;
+  #push(f: FlowRecord | RawSegment, line: number): void {
+    let at: number;
+    if (this.#ring.length < this.capacity) {
+      at = this.#ring.length;
+      this.#ring.push(f);
+    } else {
+      at = this.#start;
+      this.#ring[at] = f;
       this.#start = (this.#start + 1) % this.capacity;
     }
-  }
-
-  #parse(r: RawFlow): FlowRecord | null {
-    try {
-      const f: unknown = JSON.parse(r.raw);
-      return isFlowRecord(f) ? f : null;
-    } catch {
-      return null;
-    }
+    this.#lineOf[at] = line;
   }
 
   /** The last `n` flows matching a filter, oldest first. */
@@ -217,7 +331,7 @@ export class FlowStore {
       const at = (this.#start + i) % len;
       const stored = this.#ring[at]!;
       let f: FlowRecord | null;
-      if (stored && 'raw' in stored) this.#ring[at] = f = this.#parse(stored); // parsed once
+      if (stored instanceof RawSegment) this.#ring[at] = f = stored.record(this.#lineOf[at]!); // parsed once
       else f = stored;
       if (f && flowMatches(f, filter)) out.push(f);
     }
