@@ -57,6 +57,8 @@ export interface LibcApi {
   send(fd: number, buf: Buffer, len: number, flags: number): number;
   sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): number;
   recvmmsg(fd: number, msgvec: Buffer, vlen: number, flags: number, timeout: null): number;
+  /** `long syscall(long n, ...)`: variadic, each argument after `n` preceded by its C type (koffi). */
+  syscall(n: number, ...typedArgs: unknown[]): number;
   listen(fd: number, backlog: number): number;
   close(fd: number): number;
   mmap(addr: null, len: number, prot: number, flags: number, fd: number, offset: number): Ptr;
@@ -126,6 +128,7 @@ function load(): Loaded {
     send: f(c, 'intptr_t send(int fd, const void *buf, size_t len, int flags)'),
     sendto: f(c, 'intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
     recvmmsg: f(c, 'int recvmmsg(int fd, void *msgvec, unsigned int vlen, int flags, void *timeout)'),
+    syscall: f(c, 'long syscall(long n, ...)'),
     listen: f(c, 'int listen(int fd, int backlog)'),
     close: f(c, 'int close(int fd)'),
     mmap: f(c, 'void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
