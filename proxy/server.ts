@@ -41,7 +41,7 @@ import { DnsProxy, PROXY_DNS_PORT } from './dns/dns-proxy.ts';
 import { FqdnLearner } from './dns/fqdn-learner.ts';
 import { Http1Proxy } from './http/http1.ts';
 
-/** Scheduler slice of the proxy's main thread (src/datapath/sched.ts; the kernel's default is ~1.4 ms here). */
+/** Scheduler slice of the proxy's main thread and the threads it starts later (src/datapath/sched.ts; the kernel's default is ~1.4 ms here). */
 const PROXY_SLICE_NS = 100_000;
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4). */

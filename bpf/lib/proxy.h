@@ -14,9 +14,11 @@
  * (from_container, from_netdev) can redirect. No socket -> drop (fail closed).
  *
  * TCP: the proxy learns the original destination from the accepted socket's
- * local address. UDP: a Node dgram socket cannot read IP_ORIGDSTADDR, so every
- * redirected datagram first records it in mbr_origdst_v1 (datapath-trial.md
- * §4 variant ii), keyed by the client's address and port.
+ * local address. UDP: every redirected datagram first records its original
+ * destination and the sending endpoint's identity in mbr_origdst_v1
+ * (datapath-trial.md §4 variant ii), keyed by the client's address and port:
+ * the proxy reads the identity there, and the destination too for datagrams
+ * it cannot read IP_ORIGDSTADDR of (node:dgram's).
  */
 #ifndef __MBR_PROXY_H
 #define __MBR_PROXY_H

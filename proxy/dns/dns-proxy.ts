@@ -32,7 +32,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Settings } from '../../src/config.ts';
-import { ProxyOrigMap } from '../../src/datapath/proxy-orig-map.ts';
+import { ProxyOrigMap, type OrigDestination } from '../../src/datapath/proxy-orig-map.ts';
 import { DatagramReceiver, DatagramSender, setReceiveBuffer, setReceiveOrigDst, transparentListenFd, transparentReplyFd } from '../../src/datapath/sockets.ts';
 import { normalizeDnsName } from '../../src/l7/dns.ts';
 import type { IpcacheIdentities } from '../core/identities.ts';
@@ -56,8 +56,8 @@ const MAX_REPLY_SOCKETS = 256;
 const TCP_WRITE_HIGH_WATER = 1 << 20;
 /** Bounds of the per-policy caches (cleared when reached). */
 const MAX_CACHED = 16384;
-/** Batches read from the listener per datagram node:dgram delivers (other work gets its turn). */
-const DRAIN_BATCHES = 4;
+/** Queries read in batches per event-loop turn at most (see #drain). */
+const DRAIN_BUDGET = 256;
 
 export interface DnsProxyOptions {
   bpfRoot: string;
@@ -82,6 +82,9 @@ export class DnsProxy {
   readonly #conns = new Set<net.Socket>();
   #udp?: dgram.Socket;
   #udpFd = -1;
+  #host = '127.0.0.1';
+  #drainBudget = DRAIN_BUDGET;
+  #budgetReset: NodeJS.Immediate | undefined;
   /** Batch reads for the listener and the upstream sockets (one arena: each read is copied out at once). */
   readonly #rx = new DatagramReceiver();
   #tcp?: net.Server;
@@ -91,7 +94,7 @@ export class DnsProxy {
   /** Decisions of this policy: the same client asks the same server the same names. */
   readonly #decisions = new Map<string, RequestDecision>();
   readonly #serverIds = new Map<string, { id: number; until: number }>();
-  readonly stats = { queries: 0, allowed: 0, denied: 0, audit: 0, servfail: 0, malformed: 0, noOrigDst: 0, overload: 0 };
+  readonly stats = { queries: 0, allowed: 0, denied: 0, audit: 0, servfail: 0, malformed: 0, noOrigDst: 0, overload: 0, batchedQueries: 0 };
 
   private constructor(o: DnsProxyOptions) {
     this.#o = o;
@@ -124,6 +127,7 @@ export class DnsProxy {
 
   async #listen(): Promise<void> {
     const host = this.#o.host ?? '127.0.0.1';
+    this.#host = host;
     const port = this.#o.port ?? PROXY_DNS_PORT;
     const udp = dgram.createSocket({ type: 'udp4' });
     this.#udp = udp;
@@ -184,49 +188,64 @@ export class DnsProxy {
     return this.#orig;
   }
 
-  /** Reads the queries waiting behind the one node:dgram delivered, in batches. */
+  /**
+   * Reads the queries waiting behind the one node:dgram delivered, in batches, within a budget
+   * per event-loop turn (node:dgram itself delivers up to 32 per wake-up, each followed by a
+   * drain): beyond it, or near dnsMaxConcurrent, queries wait in the socket's buffer while
+   * answers, timers and the HTTP proxy get their turn.
+   */
   #drain(): void {
     const rx = this.#rx;
-    for (let b = 0; b < DRAIN_BATCHES; b++) {
+    while (this.#drainBudget > 0 && this.#inflight + rx.slots <= this.#o.settings.dnsMaxConcurrent) {
       const n = rx.receive(this.#udpFd);
       if (n < 0) {
         this.#o.log(`DNS UDP listener: receive failed (errno ${-n})`);
         return;
       }
-      for (let i = 0; i < n; i++) this.#onDatagram(rx.data(i), rx.sourceIp(i), rx.sourcePort(i), rx.origDst(i));
-      if (n < rx.slots) return;
+      this.#drainBudget -= n;
+      this.stats.batchedQueries += n;
+      for (let i = 0; i < n; i++) {
+        if (rx.truncated(i)) this.stats.malformed++; // (a slot holds any IPv4 UDP payload)
+        else this.#onDatagram(rx.data(i), rx.sourceIp(i), rx.sourcePort(i), rx.origDst(i));
+      }
+      if (n < rx.slots) break;
+    }
+    if (this.#drainBudget < DRAIN_BUDGET && !this.#budgetReset) {
+      this.#budgetReset = setImmediate(() => {
+        this.#budgetReset = undefined;
+        this.#drainBudget = DRAIN_BUDGET;
+      });
     }
   }
 
   /**
-   * One query datagram from `ip:port`.
-   * @param sentTo where the client sent it (IP_ORIGDSTADDR), or null to look it up in mbr_origdst_v1
+   * One query datagram from `ip:port`. The datapath recorded it in mbr_origdst_v1 when it
+   * redirected it, with the sending endpoint's identity (known from its veth, not from the
+   * source address a pod could forge): no entry, not redirected (e.g. sent to the listener
+   * directly), dropped. The server is the one the datagram itself was sent to when it says
+   * (IP_ORIGDSTADDR; exact even when the client asked another server from the same port since),
+   * else the one the entry recorded.
+   * @param sentTo the datagram's IP_ORIGDSTADDR, or null (node:dgram cannot read it)
    */
   #onDatagram(msg: Buffer, ip: string, port: number, sentTo: { ip: string; port: number } | null): void {
-    let server: ConnContext['server'] | undefined;
-    let identity = 0;
-    if (sentTo) server = { ip: sentTo.ip, port: sentTo.port, identity: this.#identityOf(sentTo.ip) };
-    else {
-      try {
-        const orig = this.#origMap()?.lookup(ip, port, 17);
-        if (orig) {
-          server = { ip: orig.ip, port: orig.port, identity: this.#identityOf(orig.ip) };
-          identity = orig.identity;
-        }
-      } catch {
-        this.#orig?.close();
-        this.#orig = null; // pins replaced: reopen next time
-      }
+    let orig: OrigDestination | null = null;
+    try {
+      orig = this.#origMap()?.lookup(ip, port, 17) ?? null;
+    } catch {
+      this.#orig?.close();
+      this.#orig = null; // pins replaced: reopen next time
     }
-    if (!server) {
+    if (!orig || (sentTo && sentTo.port === this.port && sentTo.ip === this.#host)) {
       // Without the original server there is nobody to forward to or answer as: drop (the
-      // client retries). Happens only when the map lost the entry (LRU) or is not there.
+      // client retries). Happens when the map lost the entry (LRU) or is not there, or for
+      // datagrams the datapath did not redirect.
       this.stats.noOrigDst++;
       return;
     }
+    const server = sentTo ?? orig;
     const ctx: ConnContext = {
-      client: { ip, port, identity: identity || this.#identityOf(ip) },
-      server,
+      client: { ip, port, identity: orig.identity || this.#identityOf(ip) },
+      server: { ip: server.ip, port: server.port, identity: this.#identityOf(server.ip) },
       proxyPort: this.port,
       proto: 17,
     };
@@ -251,6 +270,8 @@ export class DnsProxy {
 
   /** The transparent socket that answers as `ip:port` (made once per server). */
   #replySocket(ip: string, port: number): { socket: dgram.Socket; sender: DatagramSender } | null {
+    // never the listener's own address: a socket bound there would take its datagrams
+    if (port === this.port && ip === this.#host) return null;
     const key = `${ip}:${port}`;
     let r = this.#replySockets.get(key);
     if (r) return r;
@@ -398,8 +419,8 @@ export class DnsProxy {
   }
 
   status(): Record<string, unknown> {
-    // batchRead: datagrams (queries and answers) read in batches rather than one per node:dgram callback
-    return { port: this.port, inflight: this.#inflight, tcpConnections: this.#conns.size, upstreamSockets: this.#udpUpstreams.size, batchRead: this.#rx.received, ...this.stats };
+    // batchedQueries/batchedAnswers: read in batches rather than one per node:dgram callback
+    return { port: this.port, inflight: this.#inflight, tcpConnections: this.#conns.size, upstreamSockets: this.#udpUpstreams.size, ...this.stats, batchedAnswers: this.#rx.received - this.stats.batchedQueries };
   }
 
   async stop(): Promise<void> {
@@ -414,6 +435,7 @@ export class DnsProxy {
         /* closed */
       }
     }
+    if (this.#budgetReset) clearImmediate(this.#budgetReset);
     if (this.#tcp) await new Promise<void>((r) => this.#tcp!.close(() => r()));
     this.#orig?.close();
   }

@@ -23,7 +23,10 @@ import { proxyMark } from '../../src/datapath/layout.ts';
 import { DatagramSender, markedDgramFd, setReceiveBuffer, type DatagramReceiver } from '../../src/datapath/sockets.ts';
 import { messageId, setId } from './message.ts';
 
-/** Batches of answers read per answer node:dgram delivers. */
+/**
+ * Batches of answers read per answer node:dgram delivers (the answers waiting are never more
+ * than the queries in flight, which dnsMaxConcurrent bounds).
+ */
 const DRAIN_BATCHES = 4;
 
 interface Pending {

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * @module datapath/proxy-orig-map
- * mbr_origdst_v1: the original destination of every UDP datagram the datapath redirects to the proxy, keyed by
- * the client's address and port (bpf/lib/proxy.h; datapath-trial.md §4 variant ii). A Node `dgram` socket
- * cannot read `IP_ORIGDSTADDR`, so the DNS proxy looks the destination up here by the datagram's `rinfo`.
+ * mbr_origdst_v1: the original destination of every UDP datagram the datapath redirects to the proxy, and the
+ * identity of the endpoint that sent it, keyed by the client's address and port (bpf/lib/proxy.h;
+ * datapath-trial.md §4 variant ii). The DNS proxy looks each datagram up here: the entry says the datapath
+ * redirected it and which endpoint sent it (from its veth, not from a source address a pod could forge), and,
+ * for the datagrams node:dgram delivers (it cannot read `IP_ORIGDSTADDR`), where it was sent.
  *
  * The datapath writes the entry for each datagram before handing it to the proxy socket, so a lookup made when
  * the datagram is received finds it (or a later datagram's entry from the same client address and port). The

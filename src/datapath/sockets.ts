@@ -11,7 +11,9 @@
  *
  * UDP (the DNS proxy, datapath-trial.md §4 variant ii): the datagrams bpf_sk_assign hands over arrive on a
  * transparent socket on 127.0.0.1:<proxy port> (`transparentListenFd(host, port, { type: 'udp' })`), their
- * original destination comes from mbr_origdst_v1 (ProxyOrigMap); queries go upstream from a marked socket
+ * sender's identity (and, for those node:dgram delivers, their original destination) comes from mbr_origdst_v1
+ * (ProxyOrigMap); those read in batches by {@link DatagramReceiver} carry their original destination
+ * (IP_ORIGDSTADDR, {@link setReceiveOrigDst}); queries go upstream from a marked socket
  * (markedDgramFd) and answers go back from a transparent socket bound to the original server's address
  * (transparentReplyFd), so the client sees the server it asked. Every fd is adopted with
  * `dgram.createSocket('udp4').bind({ fd })`.

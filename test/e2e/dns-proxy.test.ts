@@ -140,6 +140,26 @@ for (const s of socks) s.close();
 console.log(JSON.stringify({ answered, missing: expected.size, wrong: wrong.slice(0, 10), wrongCount: wrong.length }));
 `;
 
+/**
+ * From the node namespace, two bursts of queries straight to the DNS proxy's listener
+ * (127.0.0.1:<port>), 300 ms apart; prints how many got an answer.
+ */
+const DIRECT_BURST = `
+import dgram from 'node:dgram';
+const dnsPacket = (await import(process.argv[2])).default;
+const [port, count] = process.argv.slice(3).map(Number);
+const sock = dgram.createSocket('udp4');
+let answers = 0;
+sock.on('message', () => answers++);
+const q = dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'api.example.com' }] });
+for (let burst = 0; burst < 2; burst++) {
+  for (let i = 0; i < count; i++) sock.send(q, port, '127.0.0.1');
+  await new Promise((r) => setTimeout(r, 300));
+}
+sock.close();
+console.log(JSON.stringify({ answers }));
+`;
+
 /** Holds one TCP connection open, writing a numbered line every 300 ms and printing the echoes. */
 const HOLD_CONN = `
 import net from 'node:net';
@@ -319,7 +339,7 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
   });
 
   test('bursts of queries from several sockets: each answered right, the waiting ones read in batches', async () => {
-    const before = (await proxyGet(agent.paths.stateDir, '/v1/status'))!.dns as { batchRead: number; noOrigDst: number };
+    const before = (await proxyGet(agent.paths.stateDir, '/v1/status'))!.dns as { batchedQueries: number; noOrigDst: number };
     const script = node.writeFile('burst.mjs', BURST);
     const dnsPacketPath = path.join(REPO_ROOT, 'node_modules', 'dns-packet', 'index.js');
     const r = await inNs(client, process.execPath, [script, dnsPacketPath, DNS_IP, '250'], { timeoutMs: 60_000 });
@@ -328,9 +348,22 @@ describe('DNS proxy and toFQDNs (issue 5, reference §5)', { skip: privilegedSki
     assert.equal(out.wrongCount, 0, JSON.stringify(out.wrong));
     assert.equal(out.missing, 0, JSON.stringify(out));
     assert.equal(out.answered, 1000);
-    const after = (await proxyGet(agent.paths.stateDir, '/v1/status'))!.dns as { batchRead: number; noOrigDst: number };
-    assert.ok(after.batchRead > before.batchRead, `nothing was read in batches: ${JSON.stringify(after)}`);
-    assert.equal(after.noOrigDst, before.noOrigDst);
+    const after = (await proxyGet(agent.paths.stateDir, '/v1/status'))!.dns as { batchedQueries: number; noOrigDst: number };
+    assert.ok(after.batchedQueries > before.batchedQueries, `no query was read in a batch: ${JSON.stringify(after)}`);
+    assert.equal(after.noOrigDst, before.noOrigDst, 'every query had its original destination');
+  });
+
+  test('datagrams sent to the listener directly (not redirected) are dropped, in batches too; the listener keeps working', async () => {
+    const before = (await proxyGet(agent.paths.stateDir, '/v1/status'))!.dns as { noOrigDst: number; port: number };
+    const script = node.writeFile('direct.mjs', DIRECT_BURST);
+    const dnsPacketPath = path.join(REPO_ROOT, 'node_modules', 'dns-packet', 'index.js');
+    const r = await inNs(node.name, process.execPath, [script, dnsPacketPath, String(before.port), '200'], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout.trim().split('\n').pop()!).answers, 0, 'no answer to a datagram the datapath did not redirect');
+    const after = (await proxyGet(agent.paths.stateDir, '/v1/status'))!.dns as { noOrigDst: number };
+    assert.equal(after.noOrigDst - before.noOrigDst, 400, 'two bursts of 200, each dropped');
+    const ok = await dig(client, DNS_IP, 'api.example.com');
+    assert.equal(ok.rcode, 'NOERROR', ok.raw);
   });
 
   test('audit mode forwards a would-be-denied query and reports it AUDIT (DESIGN §2)', async () => {
