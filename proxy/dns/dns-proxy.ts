@@ -6,11 +6,13 @@
  *
  * How queries arrive: port-53 flows the policy redirects (`rules.dns`) are bpf_sk_assign-ed to
  * 127.0.0.1:<dns proxy port> in the node namespace.
- * - UDP: a socket bound there, owned and polled by node:dgram. Node delivers one datagram per
- *   callback and cannot read IP_ORIGDSTADDR, so for that one the original destination comes from
- *   mbr_origdst_v1, where the datapath records it keyed by the client's address and port
- *   (src/datapath/proxy-orig-map.ts); the datagrams waiting behind it are then read in batches
- *   (recvmmsg, DatagramReceiver) with their IP_ORIGDSTADDR, no map lookup. Answers from upstream
+ * - UDP: a socket bound there, owned and polled by node:dgram. The datapath records each
+ *   redirected datagram's original destination and the sending endpoint's identity in
+ *   mbr_origdst_v1, keyed by the client's address and port (src/datapath/proxy-orig-map.ts):
+ *   the proxy takes the client's identity from there for every datagram (none: not redirected,
+ *   dropped). Node delivers one datagram per callback and cannot read IP_ORIGDSTADDR, so for that
+ *   one the destination comes from the entry too; the datagrams waiting behind it are read in
+ *   batches (recvmmsg, DatagramReceiver) with their own IP_ORIGDSTADDR. Answers from upstream
  *   are drained the same way. The answer goes back from a transparent socket bound to the
  *   original server's address and port, so the client sees the server it asked answer (no NAT).
  * - TCP: a transparent listener; the original destination is the accepted socket's local address.
