@@ -15,8 +15,11 @@
  *   :5353/UDP to dns, L3/L4 only: allowed by the datapath, no redirect → "direct";
  *   toFQDNs `*.bench.example.com` on :443, so every answer's address is learned: the proxy writes
  *        its ipcache entry before releasing the answer.
- * CPUs (DESIGN §6): the proxy and the agent are pinned to CPU 1 (`taskset -a -p -c 1`); this
- * process, and so dnsperf and dnsmasq, to CPU 0.
+ * The "floor" (bench/lib/dns-floor.mjs), in the client pod on 127.0.0.1:5300 → dns:5353: a
+ *   node:dgram forwarder that does nothing but forward (no redirect, policy, learning, map writes
+ *   or flow records): what a DNS proxy in Node.js pays per query on this machine before its work.
+ * CPUs (DESIGN §6): the proxy, the agent and the floor are pinned to CPU 1 (`taskset -a -p -c 1`);
+ * this process, and so dnsperf and dnsmasq, to CPU 0.
  *
  * Measurements, interleaved (ours, direct, ours, direct …):
  *   1. throughput: `dnsperf -c 8 -q 256 -l D` unpaced over 1,000 names already learned
@@ -25,7 +28,9 @@
  *      asked before, so every answer on ours includes learning its address and writing the
  *      ipcache entry (counted: the proxy's `written` counter); p99 from dnsperf's per-query
  *      lines; added p99 = ours − direct (same names, direct after ours);
- *   3. the same over the 1,000 names already learned (no map update: the steady state).
+ *   3. the same over the 1,000 names already learned (no map update: the steady state), and
+ *      through the floor; CPU per query of ours and of the floor at that rate.
+ * Throughput and the rate runs over learned names are measured for the floor too.
  * Before measuring: an allowed name is answered through ours and its address lands in the
  * ipcache with an FQDN identity; a name outside the rule is REFUSED through ours and answered
  * direct (so the proxy is on the path). Lost queries are reported.
@@ -38,6 +43,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { IpcacheMap } from '../src/datapath/ipcache-map.ts';
 import { createNode, dig, privilegeProblem, runDnsperf, spawnInNs, waitForDns, which, type DnsperfResult, type NodeTopology, type NsProcess } from '../test/e2e/helpers/index.ts';
 import { proxyGet, startAgent, type AgentHandle } from '../test/e2e/helpers/agent.ts';
@@ -48,6 +54,8 @@ const CLIENT = { name: 'client', ip: '10.200.8.10' };
 const DNS = { name: 'dns', ip: '10.200.8.53' };
 const PORT_OURS = 53;
 const PORT_DIRECT = 5353;
+const FLOOR = { ip: '127.0.0.1', port: 5300 };
+const FLOOR_PEER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lib', 'dns-floor.mjs');
 const HOT_NAMES = 1000;
 const LOAD_CPU = 0;
 const SUT_CPU = 1;
@@ -175,13 +183,15 @@ async function startDnsmasq(node: NodeTopology, pod: string, hosts: string, port
   }
 }
 
-function table(title: string, rows: Record<'ours' | 'direct', number[]>, fmt: (x: number) => string): string[] {
+function table(title: string, rows: { ours: number[]; direct: number[]; floor?: number[] }, fmt: (x: number) => string): string[] {
   const w = 30;
   const lines = [title, `${'configuration'.padEnd(w)}${rows.ours.map((_, i) => `r${i + 1}`.padStart(10)).join('')}${'median'.padStart(11)}`];
   for (const [name, xs] of [
     ['ours (DNS proxy → dnsmasq)', rows.ours],
     ['direct (dnsmasq)', rows.direct],
+    ['floor (node:dgram forwarder)', rows.floor ?? []],
   ] as const) {
+    if (!xs.length) continue;
     lines.push(`${name.padEnd(w)}${xs.map((x) => fmt(x).padStart(10)).join('')}${fmt(median(xs)).padStart(11)}`);
   }
   return lines;
@@ -249,6 +259,9 @@ async function main(): Promise<number> {
     const proxyPid = Number(readFileSync(path.join(stateDir, 'proxy.pid'), 'utf8').trim());
     await pin(proxyPid, SUT_CPU, 'membrane proxy');
     await pin(agent.proc.pid, SUT_CPU, 'membrane agent');
+    const floor = spawnInNs(clientPod, 'taskset', ['-c', String(SUT_CPU), process.execPath, FLOOR_PEER, FLOOR.ip, String(FLOOR.port), DNS.ip, String(PORT_DIRECT)]);
+    node.onCleanup(async () => void (await floor.kill('SIGTERM', 3000)));
+    await floor.waitFor(/"ready"/, { timeoutMs: 10_000 });
     log(`node ${node.name}; agent pid ${agent.proc.pid}, proxy pid ${proxyPid} on CPU ${SUT_CPU}; dnsperf and dnsmasq on CPU ${LOAD_CPU}`);
 
     // the paths are what they claim to be
@@ -269,15 +282,18 @@ async function main(): Promise<number> {
       runDnsperf(clientPod, { server: DNS.ip, port, durationS: o.duration, queriesFile: hotFile, clients: 8, outstanding: 256, timeoutS: 2, ...extra });
     await perf(PORT_OURS, { durationS: 2 });
     await perf(PORT_DIRECT, { durationS: 1 });
+    await perf(FLOOR.port, { server: FLOOR.ip, durationS: 1 });
     await runDnsperf(clientPod, { server: DNS.ip, port: PORT_OURS, queriesFile: latFile(0), durationS: 1, qps: o.rate, timeoutS: 2 });
 
-    const qps = { ours: [] as number[], direct: [] as number[] };
-    const lost = { ours: [] as number[], direct: [] as number[] };
+    const qps = { ours: [] as number[], direct: [] as number[], floor: [] as number[] };
+    const lost = { ours: [] as number[], direct: [] as number[], floor: [] as number[] };
     const cpu = { proxy: [] as number[], agent: [] as number[] };
     const p99 = { ours: [] as number[], direct: [] as number[] };
     const p50 = { ours: [] as number[], direct: [] as number[] };
     const written: number[] = [];
-    const p99Hot = { ours: [] as number[], direct: [] as number[] };
+    const p99Hot = { ours: [] as number[], direct: [] as number[], floor: [] as number[] };
+    /** CPU µs per query at the fixed rate over learned names */
+    const usPerQuery = { ours: [] as number[], floor: [] as number[] };
     const latLost = { ours: [] as number[], direct: [] as number[] };
     for (let r = 1; r <= o.rounds; r++) {
       // 1. throughput
@@ -288,20 +304,32 @@ async function main(): Promise<number> {
       cpu.proxy.push((cpuSeconds(proxyPid) - c0.proxy) / secs);
       cpu.agent.push((cpuSeconds(agent.proc.pid) - c0.agent) / secs);
       const b: DnsperfResult = await perf(PORT_DIRECT, {});
+      const f: DnsperfResult = await perf(FLOOR.port, { server: FLOOR.ip });
       qps.ours.push(a.qps);
       qps.direct.push(b.qps);
+      qps.floor.push(f.qps);
       lost.ours.push(a.lost);
       lost.direct.push(b.lost);
+      lost.floor.push(f.lost);
       // 2. latency at a fixed rate, over names never asked before
       const file = latFile(r);
       const w0 = (await dnsStatus(stateDir)).fqdn.written;
       const la = await runDnsperf(clientPod, { server: DNS.ip, port: PORT_OURS, queriesFile: file, durationS: o.latDuration, qps: o.rate, percentiles: true, timeoutS: 2 });
       written.push((await dnsStatus(stateDir)).fqdn.written - w0);
       const lb = await runDnsperf(clientPod, { server: DNS.ip, port: PORT_DIRECT, queriesFile: file, durationS: o.latDuration, qps: o.rate, percentiles: true, timeoutS: 2 });
-      const ha = await runDnsperf(clientPod, { server: DNS.ip, port: PORT_OURS, queriesFile: hotFile, durationS: o.latDuration, qps: o.rate, percentiles: true, timeoutS: 2 });
-      const hb = await runDnsperf(clientPod, { server: DNS.ip, port: PORT_DIRECT, queriesFile: hotFile, durationS: o.latDuration, qps: o.rate, percentiles: true, timeoutS: 2 });
-      p99Hot.ours.push(ha.latencyP99Ms!);
-      p99Hot.direct.push(hb.latencyP99Ms!);
+      const paced = async (server: string, port: number, pid?: number) => {
+        const c = pid === undefined ? 0 : cpuSeconds(pid);
+        const res = await runDnsperf(clientPod, { server, port, queriesFile: hotFile, durationS: o.latDuration, qps: o.rate, percentiles: true, timeoutS: 2 });
+        return { res, us: pid === undefined ? 0 : ((cpuSeconds(pid) - c) * 1e6) / (res.qps * o.latDuration) };
+      };
+      const ha = await paced(DNS.ip, PORT_OURS, proxyPid);
+      const hb = await paced(DNS.ip, PORT_DIRECT);
+      const hf = await paced(FLOOR.ip, FLOOR.port, floor.pid);
+      p99Hot.ours.push(ha.res.latencyP99Ms!);
+      p99Hot.direct.push(hb.res.latencyP99Ms!);
+      p99Hot.floor.push(hf.res.latencyP99Ms!);
+      usPerQuery.ours.push(ha.us);
+      usPerQuery.floor.push(hf.us);
       p99.ours.push(la.latencyP99Ms!);
       p99.direct.push(lb.latencyP99Ms!);
       p50.ours.push(la.latencyP50Ms!);
@@ -315,6 +343,7 @@ async function main(): Promise<number> {
     const st = await dnsStatus(stateDir);
     const added = p99.ours.map((x, i) => x - p99.direct[i]!);
     const addedHot = p99Hot.ours.map((x, i) => x - p99Hot.direct[i]!);
+    const addedFloor = p99Hot.floor.map((x, i) => x - p99Hot.direct[i]!);
     const ratio = ratioStats(qps.ours, qps.direct);
     const oursQps = median(qps.ours);
     const addedP99 = median(added);
@@ -327,7 +356,7 @@ async function main(): Promise<number> {
       `DNS: dnsperf through our DNS proxy vs direct to dnsmasq (bench/dns.ts), ${o.rounds} rounds interleaved, ${Math.round((performance.now() - started) / 1000)} s`,
       '',
       ...table(`throughput: dnsperf -c 8 -q 256 -l ${o.duration}, ${HOT_NAMES} names already learned, unpaced; queries/s`, qps, (x) => String(Math.round(x))),
-      `ours/direct ${round2(ratio.ratio)}× (min ${round2(ratio.min)}, max ${round2(ratio.max)}); lost: ours ${lost.ours.join('/')}, direct ${lost.direct.join('/')}`,
+      `ours/direct ${round2(ratio.ratio)}× (min ${round2(ratio.min)}, max ${round2(ratio.max)}); floor ${Math.round(median(qps.floor))} q/s (ours/floor ${round2(ratioStats(qps.ours, qps.floor).ratio)}×); lost: ours ${lost.ours.join('/')}, direct ${lost.direct.join('/')}, floor ${lost.floor.join('/')}`,
       `CPU while ours ran (cores, median): proxy ${median(cpu.proxy).toFixed(2)}, agent ${median(cpu.agent).toFixed(2)} (both on CPU ${SUT_CPU})`,
       '',
       ...table(`latency: dnsperf -Q ${o.rate} -l ${o.latDuration}, every name new (each answer on ours writes its ipcache entry); p99 ms`, p99, (x) => x.toFixed(3)),
@@ -335,7 +364,8 @@ async function main(): Promise<number> {
       `added p99 per round (ms): ${added.map((x) => x.toFixed(3)).join(' ')}; median ${addedP99.toFixed(3)}`,
       '',
       ...table(`latency: dnsperf -Q ${o.rate} -l ${o.latDuration} over the ${HOT_NAMES} names already learned (no map update); p99 ms`, p99Hot, (x) => x.toFixed(3)),
-      `added p99 per round (ms): ${addedHot.map((x) => x.toFixed(3)).join(' ')}; median ${median(addedHot).toFixed(3)}`,
+      `added p99 per round (ms): ${addedHot.map((x) => x.toFixed(3)).join(' ')}; median ${median(addedHot).toFixed(3)}; floor: ${addedFloor.map((x) => x.toFixed(3)).join(' ')}; median ${median(addedFloor).toFixed(3)}`,
+      `CPU per query at ${o.rate}/s (µs): ours ${usPerQuery.ours.map((x) => x.toFixed(0)).join(' ')} (median ${median(usPerQuery.ours).toFixed(0)}), floor ${usPerQuery.floor.map((x) => x.toFixed(0)).join(' ')} (median ${median(usPerQuery.floor).toFixed(0)})`,
       `ipcache entries written by the proxy per latency round: ${written.join(' ')}; lost: ours ${latLost.ours.join('/')}, direct ${latLost.direct.join('/')}`,
       `proxy event-loop delay (ms): ${JSON.stringify(st.loop)}`,
       `proxy totals: written ${st.fqdn.written}, answers held past the bound ${st.fqdn.heldTimeouts}, SERVFAIL ${st.servfail}, datagrams without original destination ${st.noOrigDst}`,
@@ -344,7 +374,7 @@ async function main(): Promise<number> {
     ];
     if (o.json) {
       process.stdout.write(
-        JSON.stringify({ rounds: o.rounds, qps, lost, cpu, p99, p50, added, p99Hot, addedHot, written, latLost, ratio, verdicts, host: { cpus: os.availableParallelism(), load: os.loadavg() } }, null, 2) + '\n',
+        JSON.stringify({ rounds: o.rounds, qps, lost, cpu, p99, p50, added, p99Hot, addedHot, addedFloor, usPerQuery, written, latLost, ratio, verdicts, host: { cpus: os.availableParallelism(), load: os.loadavg() } }, null, 2) + '\n',
       );
     } else process.stdout.write(text.join('\n') + '\n');
     return o.strict && verdicts.some((v) => !v.pass) ? 1 : 0;

@@ -12,7 +12,10 @@
  *   refproxy 10.200.7.30  reference nginx (worker_processes 1) on CPU 1: :80 → server:8080 with
  *                         the 50 rules as `location ~ ^…$` blocks (+ `limit_except` for the method)
  *                         and `location / { return 403; }`; :50051 http2 → `grpc_pass` server:50052;
- *                         upstream keepalive to the backend.
+ *                         upstream keepalive to the backend. Also the "floor" on CPU 1 (bench/lib/
+ *                         http-floor.mjs): :81 → server:8080 through node:http and one undici Pool
+ *                         joined as our proxy joins them, with no policy, no reporting, no
+ *                         transparent socket: what the components issue 4 prescribes reach alone.
  * `membrane agent` (standalone, it starts `membrane proxy`) enforces one policy on `server`:
  *   :80     from client, 50 HTTP rules (49 that do not match the benchmark request, then
  *           `GET /api/v1/items/[0-9]+`): redirected through our proxy            → "ours"
@@ -25,9 +28,9 @@
  * `taskset -c 1`: each system under test gets CPU 1; load generators and backends get CPU 0.
  *
  * Measurements, each in interleaved rounds:
- *   1. throughput: `wrk -t 2 -c 64 -d 5s` unpaced, requests/s (ours, direct, nginx);
+ *   1. throughput: `wrk -t 2 -c 64 -d 5s` unpaced, requests/s (ours, direct, nginx, floor);
  *   2. tail latency: `h2load --h1 -c 10 --rps 100` (1,000 req/s in all) for 4 s, p99 from h2load's
- *      per-request --log-file (ours, direct, nginx); added p99 = ours − direct;
+ *      per-request --log-file (ours, direct, nginx, floor); added p99 = ours − direct;
  *   3. gRPC unary: `h2load -c 16 -m 4 -D 4` POST /shop.Catalog/GetItem with a framed ItemRequest
  *      (`content-type: application/grpc`, `te: trailers`), requests/s (ours, direct, nginx grpc_pass).
  * Before measuring, each path is checked: the benchmark request answers 200 everywhere; a
@@ -52,6 +55,7 @@ import { cpuSeconds, median, percentile, pin, ratioStats, round2, round3, sleep 
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const GRPC_PEER = path.join(ROOT, 'bench', 'lib', 'grpc-peer.mjs');
+const FLOOR_PEER = path.join(ROOT, 'bench', 'lib', 'http-floor.mjs');
 
 const NS = 'bench';
 const CLIENT = { name: 'client', ip: '10.200.7.10' };
@@ -59,6 +63,7 @@ const SERVER = { name: 'server', ip: '10.200.7.20' };
 const REF = { name: 'refproxy', ip: '10.200.7.30' };
 const PORT_L7 = 80;
 const PORT_L4 = 8080;
+const PORT_FLOOR = 81;
 const GRPC_L7 = 50051;
 const GRPC_L4 = 50052;
 const BENCH_PATH = '/api/v1/items/42';
@@ -71,17 +76,21 @@ const TARGET_VS_DIRECT = 0.3;
 const TARGET_ADDED_P99_MS = 1;
 const TARGET_GRPC_VS_NGINX = 0.5;
 
-type Sys = 'ours' | 'direct' | 'nginx';
-const SYSTEMS: Sys[] = ['ours', 'direct', 'nginx'];
+type Sys = 'ours' | 'direct' | 'nginx' | 'floor';
+const SYSTEMS: Sys[] = ['ours', 'direct', 'nginx', 'floor'];
+/** gRPC has no floor configuration. */
+const GRPC_SYSTEMS: Sys[] = ['ours', 'direct', 'nginx'];
 const SYS_NAMES: Record<Sys, string> = {
   ours: 'ours (membrane proxy, 50 rules)',
   direct: 'direct (L3/L4 policy only)',
   nginx: 'nginx 1 worker, 50 locations',
+  floor: 'floor: node:http + undici only',
 };
 const GRPC_NAMES: Record<Sys, string> = {
   ours: 'ours (membrane proxy, gRPC rule)',
   direct: 'direct (L3/L4 policy only)',
   nginx: 'nginx 1 worker, grpc_pass',
+  floor: '',
 };
 
 interface Options {
@@ -537,6 +546,9 @@ async function main(): Promise<number> {
       node.onCleanup(async () => void (await g.kill('SIGTERM', 3000)));
       await grpcServer.waitFor(/"ready"/, { timeoutMs: 15_000 });
     }
+    const floor = spawnInNs(refPod, 'taskset', ['-c', String(SUT_CPU), process.execPath, FLOOR_PEER, REF.ip, String(PORT_FLOOR), `http://${SERVER.ip}:${PORT_L4}`], { cwd: ROOT });
+    node.onCleanup(async () => void (await floor.kill('SIGTERM', 3000)));
+    await floor.waitFor(/"ready"/, { timeoutMs: 15_000 });
 
     // Our agent and its proxy, both pinned to CPU 1.
     const policyDir = path.join(node.dir, 'policies');
@@ -558,8 +570,9 @@ async function main(): Promise<number> {
       ours: `http://${SERVER.ip}:${PORT_L7}${BENCH_PATH}`,
       direct: `http://${SERVER.ip}:${PORT_L4}${BENCH_PATH}`,
       nginx: `http://${REF.ip}:${PORT_L7}${BENCH_PATH}`,
+      floor: `http://${REF.ip}:${PORT_FLOOR}${BENCH_PATH}`,
     };
-    const grpcAddr: Record<Sys, string> = { ours: `${SERVER.ip}:${GRPC_L7}`, direct: `${SERVER.ip}:${GRPC_L4}`, nginx: `${REF.ip}:${GRPC_L7}` };
+    const grpcAddr: Record<Sys, string> = { ours: `${SERVER.ip}:${GRPC_L7}`, direct: `${SERVER.ip}:${GRPC_L4}`, nginx: `${REF.ip}:${GRPC_L7}`, floor: '' };
 
     // Every path does what it should before anything is measured.
     const checks: Record<string, unknown> = {};
@@ -588,7 +601,7 @@ async function main(): Promise<number> {
     }
     if (o.grpc) {
       const g: Record<string, unknown> = {};
-      for (const s of SYSTEMS) {
+      for (const s of GRPC_SYSTEMS) {
         const r = await load.grpcCall(grpcAddr[s], 'GetItem');
         g[`${s}GetItem`] = r.ok ? 'OK' : r;
         if (!r.ok) throw new Error(`${s}: gRPC GetItem via ${grpcAddr[s]} failed: ${JSON.stringify(r)}`);
@@ -612,7 +625,7 @@ async function main(): Promise<number> {
       for (const s of SYSTEMS) await load.wrk(url[s], 1);
 
       // 1. Throughput, unpaced.
-      const thr: Record<Sys, WrkResult[]> = { ours: [], direct: [], nginx: [] };
+      const thr: Record<Sys, WrkResult[]> = { ours: [], direct: [], nginx: [], floor: [] };
       const cpu = { proxy: [] as number[], agent: [] as number[] };
       for (let round = 1; round <= o.rounds; round++) {
         for (const s of SYSTEMS) {
@@ -631,9 +644,11 @@ async function main(): Promise<number> {
       const vsNginx = ratioStats(rps('ours'), rps('nginx'));
       const vsDirect = ratioStats(rps('ours'), rps('direct'));
       const nginxVsDirect = ratioStats(rps('nginx'), rps('direct'));
+      const floorVsNginx = ratioStats(rps('floor'), rps('nginx'));
+      const oursVsFloor = ratioStats(rps('ours'), rps('floor'));
 
       // 2. Tail latency at 1,000 req/s.
-      const lat: Record<Sys, LatResult[]> = { ours: [], direct: [], nginx: [] };
+      const lat: Record<Sys, LatResult[]> = { ours: [], direct: [], nginx: [], floor: [] };
       for (let round = 1; round <= o.rounds; round++) {
         for (const s of SYSTEMS) {
           const r = await load.paced(url[s], o.latDuration);
@@ -646,14 +661,15 @@ async function main(): Promise<number> {
       const added = median(p99('ours')) - median(p99('direct'));
       const addedPerRound = p99('ours').map((x, i) => x - p99('direct')[i]!);
       const addedNginx = median(p99('nginx')) - median(p99('direct'));
+      const addedFloor = median(p99('floor')) - median(p99('direct'));
 
       const passN = vsNginx.ratio >= TARGET_VS_NGINX;
       const passD = vsDirect.ratio >= TARGET_VS_DIRECT;
       const passL = added <= TARGET_ADDED_P99_MS;
-      const thrRows = { ours: rps('ours'), direct: rps('direct'), nginx: rps('nginx') };
+      const thrRows = { ours: rps('ours'), direct: rps('direct'), nginx: rps('nginx'), floor: rps('floor') };
       report.text.push(
         ...table(
-          `HTTP/1.1 throughput: wrk -t 2 -c 64 -d ${o.duration}s GET ${BENCH_PATH} (keep-alive), unpaced; ${o.rounds} rounds interleaved ours direct nginx; requests/s`,
+          `HTTP/1.1 throughput: wrk -t 2 -c 64 -d ${o.duration}s GET ${BENCH_PATH} (keep-alive), unpaced; ${o.rounds} rounds interleaved ours direct nginx floor; requests/s`,
           SYS_NAMES,
           thrRows,
           (x) => x.toFixed(0),
@@ -663,6 +679,9 @@ async function main(): Promise<number> {
       report.text.push(`ours/nginx: ${vsNginx.ratio.toFixed(3)}× (per-round min ${vsNginx.min.toFixed(3)}, max ${vsNginx.max.toFixed(3)})`);
       report.text.push(`ours/direct: ${vsDirect.ratio.toFixed(3)}× (per-round min ${vsDirect.min.toFixed(3)}, max ${vsDirect.max.toFixed(3)}); nginx/direct: ${nginxVsDirect.ratio.toFixed(3)}×`);
       report.text.push(
+        `floor/nginx: ${floorVsNginx.ratio.toFixed(3)}× (per-round min ${floorVsNginx.min.toFixed(3)}, max ${floorVsNginx.max.toFixed(3)}): node:http + undici alone; ours/floor: ${oursVsFloor.ratio.toFixed(3)}× (enforcement and reporting)`,
+      );
+      report.text.push(
         `CPU while ours ran (cores, median of rounds): proxy ${median(cpu.proxy).toFixed(2)}, agent ${median(cpu.agent).toFixed(2)} (both pinned to CPU ${SUT_CPU})`,
       );
       report.text.push('');
@@ -670,13 +689,13 @@ async function main(): Promise<number> {
         ...table(
           `HTTP/1.1 latency at 1,000 req/s: h2load --h1 -c 10 --rps 100 -D ${o.latDuration}; ${o.rounds} rounds interleaved; p99 ms per round (from h2load --log-file)`,
           SYS_NAMES,
-          { ours: p99('ours'), direct: p99('direct'), nginx: p99('nginx') },
+          { ours: p99('ours'), direct: p99('direct'), nginx: p99('nginx'), floor: p99('floor') },
           (x) => x.toFixed(3),
           { head: 'p50 ms (med)', of: (s) => median(lat[s].map((r) => r.p50Ms)).toFixed(3) },
         ),
       );
       report.text.push(
-        `added p99 (ours − direct): ${added.toFixed(3)} ms (per-round min ${Math.min(...addedPerRound).toFixed(3)}, max ${Math.max(...addedPerRound).toFixed(3)}); nginx − direct: ${addedNginx.toFixed(3)} ms`,
+        `added p99 (ours − direct): ${added.toFixed(3)} ms (per-round min ${Math.min(...addedPerRound).toFixed(3)}, max ${Math.max(...addedPerRound).toFixed(3)}); nginx − direct: ${addedNginx.toFixed(3)} ms; floor − direct: ${addedFloor.toFixed(3)} ms`,
       );
       report.verdicts.push(
         { line: `throughput ours/nginx ${vsNginx.ratio.toFixed(2)}× (target ≥ ${TARGET_VS_NGINX}×): ${passN ? 'met' : 'MISSED'}`, pass: passN },
@@ -692,7 +711,7 @@ async function main(): Promise<number> {
           configs: Object.fromEntries(
             SYSTEMS.map((s) => [s, { name: SYS_NAMES[s], medianRps: round2(median(rps(s))), rounds: thr[s].map((r) => ({ rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, requests: r.requests })) }]),
           ),
-          ratios: { oursOverNginx: rs(vsNginx), oursOverDirect: rs(vsDirect), nginxOverDirect: rs(nginxVsDirect) },
+          ratios: { oursOverNginx: rs(vsNginx), oursOverDirect: rs(vsDirect), nginxOverDirect: rs(nginxVsDirect), floorOverNginx: rs(floorVsNginx), oursOverFloor: rs(oursVsFloor) },
           oursCpuCores: { proxy: cpu.proxy.map(round2), agent: cpu.agent.map(round2) },
         },
         latency: {
@@ -707,16 +726,16 @@ async function main(): Promise<number> {
               },
             ]),
           ),
-          addedP99Ms: { ours: round3(added), perRound: addedPerRound.map(round3), nginx: round3(addedNginx) },
+          addedP99Ms: { ours: round3(added), perRound: addedPerRound.map(round3), nginx: round3(addedNginx), floor: round3(addedFloor) },
         },
       };
     }
 
     if (o.grpc) {
-      for (const s of SYSTEMS) await load.grpc(`http://${grpcAddr[s]}/shop.Catalog/GetItem`, 1);
-      const gr: Record<Sys, H2Result[]> = { ours: [], direct: [], nginx: [] };
+      for (const s of GRPC_SYSTEMS) await load.grpc(`http://${grpcAddr[s]}/shop.Catalog/GetItem`, 1);
+      const gr: Record<Sys, H2Result[]> = { ours: [], direct: [], nginx: [], floor: [] };
       for (let round = 1; round <= o.rounds; round++) {
-        for (const s of SYSTEMS) {
+        for (const s of GRPC_SYSTEMS) {
           const r = await load.grpc(`http://${grpcAddr[s]}/shop.Catalog/GetItem`, o.grpcDuration);
           if (r.non2xx || r.failed || r.errored) fail(`${s} gRPC round ${round}: ${r.non2xx} non-2xx, ${r.failed} failed, ${r.errored} errored`);
           gr[s].push(r);
@@ -732,7 +751,7 @@ async function main(): Promise<number> {
         ...table(
           `gRPC unary GetItem: h2load -c 16 -m 4 -D ${o.grpcDuration} (64 streams), unpaced; grpc-js server on CPU ${LOAD_CPU}; ${o.rounds} rounds interleaved; requests/s`,
           GRPC_NAMES,
-          { ours: rps('ours'), direct: rps('direct'), nginx: rps('nginx') },
+          { ours: rps('ours'), direct: rps('direct'), nginx: rps('nginx'), floor: [] },
           (x) => x.toFixed(0),
         ),
       );
@@ -741,7 +760,7 @@ async function main(): Promise<number> {
       const rs = (s: ReturnType<typeof ratioStats>) => ({ ratio: round3(s.ratio), min: round3(s.min), max: round3(s.max), perRound: s.perRound.map(round3) });
       report.json.grpc = {
         tool: `h2load -c 16 -m 4 -D ${o.grpcDuration}`,
-        configs: Object.fromEntries(SYSTEMS.map((s) => [s, { name: GRPC_NAMES[s], medianRps: round2(median(rps(s))), rounds: rps(s) }])),
+        configs: Object.fromEntries(GRPC_SYSTEMS.map((s) => [s, { name: GRPC_NAMES[s], medianRps: round2(median(rps(s))), rounds: rps(s) }])),
         ratios: { oursOverNginx: rs(vsNginx), oursOverDirect: rs(vsDirect) },
       };
     }
@@ -764,7 +783,7 @@ async function main(): Promise<number> {
         JSON.stringify({
           benchmark: 'http-l7',
           rounds: o.rounds,
-          order: 'ours direct nginx per round',
+          order: 'ours direct nginx floor per round (gRPC: ours direct nginx)',
           ...report.json,
           verdicts: report.verdicts,
           pass: allPass,
