@@ -50,6 +50,7 @@ export function fqdnIdentityLabels(selectorKeys: readonly string[], base: string
 
 /** The longest prefix of `bases` containing `ip` (canonical text), or null. */
 export function fqdnBaseOf(ip: string, bases: ReadonlyArray<{ text: string; prefix: Prefix }>): string | null {
+  if (bases.length === 0) return null; // no toCIDR rules: no address to parse (every new IP comes here)
   const addr = parseIp(ip);
   if (!addr) return null;
   let best: { text: string; prefix: Prefix } | null = null;

@@ -733,11 +733,19 @@ export class PolicyEngine {
 }
 
 const hostPrefixCache = new Map<string, string>();
-/** Bound of hostPrefixCache: learned FQDN addresses pass through it too (cleared when reached). */
+/** Bound of hostPrefixCache (addresses not in canonical IPv4 text; cleared when reached). */
 const HOST_PREFIX_CACHE_MAX = 65536;
 
-/** `a.b.c.d` → `a.b.c.d/32` in canonical form (cached: endpoint addresses repeat every sync). */
+/** A dotted quad already in canonical form (no leading zeros): its host prefix is `ip/32`. */
+const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/**
+ * `a.b.c.d` → `a.b.c.d/32` in canonical form. Canonical IPv4 text (what DNS answers and
+ * endpoint files give) needs no parsing; anything else is parsed once and cached (endpoint
+ * addresses repeat every sync).
+ */
 function hostPrefix(ip: string): string {
+  if (CANONICAL_V4.test(ip)) return `${ip}/32`;
   let p = hostPrefixCache.get(ip);
   if (p === undefined) {
     const parsed = parsePrefix(ip);
