@@ -52,6 +52,8 @@ export class FqdnCache {
   readonly #dirty = new Map<string, { name: string; ip: string }>();
   #removed: Array<{ name: string; ip: string }> = [];
   readonly #byIp = new Map<string, Set<string>>();
+  /** (name, IP) pairs cached: kept as they change (the journal asks at every save) */
+  #pairs = 0;
   readonly minTtl: number;
   readonly maxIpsPerName: number;
 
@@ -61,10 +63,9 @@ export class FqdnCache {
     this.maxIpsPerName = Math.max(1, o.maxIpsPerName);
   }
 
+  /** (name, IP) pairs cached. */
   get size(): number {
-    let n = 0;
-    for (const m of this.#byName.values()) n += m.size;
-    return n;
+    return this.#pairs;
   }
 
   /**
@@ -82,6 +83,7 @@ export class FqdnCache {
       const cur = m.get(ip);
       if (!cur) {
         m.set(ip, { expiresAt, lookupAt: now, saved: 0 });
+        this.#pairs++;
         this.#dirty.set(`${name}|${ip}`, { name, ip });
         added.push(ip);
         let names = this.#byIp.get(ip);
@@ -143,6 +145,7 @@ export class FqdnCache {
   remove(name: string, ip: string): boolean {
     const m = this.#byName.get(name);
     if (m?.delete(ip)) {
+      this.#pairs--;
       this.#removed.push({ name, ip });
       this.#dirty.delete(`${name}|${ip}`);
       if (m.size === 0) this.#byName.delete(name);
@@ -197,6 +200,7 @@ export class FqdnCache {
       if (!e || typeof e.name !== 'string' || typeof e.ip !== 'string' || !Number.isFinite(e.expiresAt)) continue;
       let m = this.#byName.get(e.name);
       if (!m) this.#byName.set(e.name, (m = new Map()));
+      if (!m.has(e.ip)) this.#pairs++;
       m.set(e.ip, { expiresAt: e.expiresAt, lookupAt: Number.isFinite(e.lookupAt) ? e.lookupAt : e.expiresAt, saved: e.expiresAt });
       let names = this.#byIp.get(e.ip);
       if (!names) this.#byIp.set(e.ip, (names = new Set()));

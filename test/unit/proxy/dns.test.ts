@@ -133,6 +133,23 @@ describe('FQDN cache (§5.5)', () => {
     assert.deepEqual(c.due(0), [{ name: 'a.test.', ip: '192.0.2.1' }]);
   });
 
+  test('size counts (name, IP) pairs through learn, remove and load', () => {
+    const c = new FqdnCache({ minTtl: 0, maxIpsPerName: 10 });
+    c.learn('a.test.', ['192.0.2.1', '192.0.2.2'], 60, 0);
+    c.learn('a.test.', ['192.0.2.1'], 60, 1000); // refreshed, not added
+    c.learn('b.test.', ['192.0.2.1'], 60, 0);
+    assert.equal(c.size, 3);
+    c.remove('a.test.', '192.0.2.2');
+    c.remove('a.test.', '192.0.2.2'); // gone already
+    c.remove('c.test.', '192.0.2.9'); // never cached
+    assert.equal(c.size, 2);
+    const entries = c.entries();
+    const d = new FqdnCache({ minTtl: 0, maxIpsPerName: 10 });
+    d.load([...entries, ...entries]); // a journal replays a pair more than once
+    assert.equal(d.size, 2);
+    assert.equal(d.size, [...d.iterate()].length);
+  });
+
   test('entries survive a round trip through the state file format; bad ones are skipped', () => {
     const c = new FqdnCache({ minTtl: 0, maxIpsPerName: 10 });
     c.learn('a.test.', ['192.0.2.1', '2001:db8::1'], 60, 1000);
