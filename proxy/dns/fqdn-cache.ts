@@ -116,12 +116,15 @@ export class FqdnCache {
   due(now: number): Array<{ name: string; ip: string }> {
     const out: Array<{ name: string; ip: string }> = [];
     for (const [name, m] of this.#byName) {
-      const live: Array<[string, number]> = [];
+      let liveCount = 0;
       for (const [ip, e] of m) {
         if (e.expiresAt <= now) out.push({ name, ip });
-        else live.push([ip, e.expiresAt]);
+        else liveCount++;
       }
-      if (live.length > this.maxIpsPerName) {
+      // (nothing allocated for names within the limit: a pass walks the whole cache)
+      if (liveCount > this.maxIpsPerName) {
+        const live: Array<[string, number]> = [];
+        for (const [ip, e] of m) if (e.expiresAt > now) live.push([ip, e.expiresAt]);
         live.sort((a, b) => a[1] - b[1]);
         for (const [ip] of live.slice(0, live.length - this.maxIpsPerName)) out.push({ name, ip });
       }
